@@ -1,0 +1,639 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// DataplaneEBPF is the NetworkConfig.Dataplane value that engages the Accelerator.
+	DataplaneEBPF = "ebpf"
+	// BridgeAliasPrefix marks a bridge as netd's: its alias is this plus the network ID.
+	BridgeAliasPrefix = "netd:"
+	// HostVethPrefix starts the name of every host-side veth ("nd" + endpoint ID[:12]).
+	HostVethPrefix = "nd"
+	// tempVethPrefix names a container-side veth until Join moves and renames it.
+	tempVethPrefix = "nt"
+	defaultMTU     = 1500
+)
+
+// BridgeDriverConfig configures NewBridgeDriver.
+type BridgeDriverConfig struct {
+	NodeName    string      // names the nftables tables: netd_<node>
+	Accelerator Accelerator // nil: kernel path only
+	Logger      *slog.Logger
+	// NetNSPath is the netns the driver works in (the "host"); empty means
+	// the netns of the thread calling NewBridgeDriver.
+	NetNSPath string
+}
+
+// BridgeDriver is the `bridge` network driver: a Linux bridge per network, a
+// veth pair per endpoint and nftables rules, like Docker's bridge driver.
+// It implements daemon.Driver.
+type BridgeDriver struct {
+	accel Accelerator
+	log   *slog.Logger
+	table string
+
+	ns netns.NsHandle  // the host netns every kernel object lives in
+	nl *netlink.Handle // netlink bound to ns, whatever thread calls us
+
+	mu    sync.Mutex
+	nets  map[string]*NetworkConfig      // live networks by ID: the firewall derives from them
+	ports map[string]map[string]struct{} // network ID -> host-side veth names
+}
+
+// NewBridgeDriver opens the host netns and returns a driver working in it.
+func NewBridgeDriver(cfg BridgeDriverConfig) (*BridgeDriver, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("create bridge driver: node name is empty")
+	}
+	var (
+		ns  netns.NsHandle
+		err error
+	)
+	if cfg.NetNSPath != "" {
+		ns, err = netns.GetFromPath(cfg.NetNSPath)
+	} else {
+		ns, err = netns.Get()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open host netns: %w", err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &BridgeDriver{
+		accel: cfg.Accelerator,
+		log:   log.With("driver", "bridge"),
+		table: NftTableName(cfg.NodeName),
+		ns:    ns,
+		nl:    h,
+		nets:  map[string]*NetworkConfig{},
+		ports: map[string]map[string]struct{}{},
+	}, nil
+}
+
+// Close releases the driver's handles; kernel objects and rules stay.
+func (d *BridgeDriver) Close() error {
+	d.nl.Close()
+	return d.ns.Close()
+}
+
+// Type implements daemon.Driver.
+func (d *BridgeDriver) Type() string { return "bridge" }
+
+func mtuOf(n *NetworkConfig) int {
+	if n.MTU > 0 {
+		return n.MTU
+	}
+	return defaultMTU
+}
+
+func (d *BridgeDriver) accelerated(n *NetworkConfig) bool {
+	return d.accel != nil && n.Dataplane == DataplaneEBPF
+}
+
+func prefixToIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func randomMAC() (net.HardwareAddr, error) {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, fmt.Errorf("generate MAC: %w", err)
+	}
+	mac[0] = (mac[0] | 0x02) &^ 0x01 // locally administered unicast
+	return mac, nil
+}
+
+// CreateNetwork implements daemon.Driver.
+func (d *BridgeDriver) CreateNetwork(ctx context.Context, n *NetworkConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if n.BridgeName == "" || len(n.BridgeName) >= unix.IFNAMSIZ {
+		return fmt.Errorf("create network %s: invalid bridge name %q", n.Name, n.BridgeName)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	br, err := d.ensureBridge(n)
+	if err != nil {
+		return err
+	}
+	if n.Gateway.IsValid() && n.Subnet.IsValid() {
+		if err := ensureAddr(d.nl, br, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
+			return fmt.Errorf("create network %s: %w", n.Name, err)
+		}
+	}
+	if err := d.nl.LinkSetUp(br); err != nil {
+		return fmt.Errorf("set bridge %s up: %w", n.BridgeName, err)
+	}
+	if err := d.enableForwarding(); err != nil {
+		return err
+	}
+	c := *n
+	d.nets[n.ID] = &c
+	if _, ok := d.ports[n.ID]; !ok {
+		d.ports[n.ID] = map[string]struct{}{}
+	}
+	if err := d.syncRules(); err != nil {
+		return err
+	}
+	if d.accelerated(n) {
+		if err := d.accel.NetworkUp(n); err != nil {
+			return fmt.Errorf("accelerate network %s: %w", n.Name, err)
+		}
+	}
+	d.log.Debug("network up", "network", n.Name, "bridge", n.BridgeName, "subnet", n.Subnet)
+	return nil
+}
+
+// ensureBridge finds or creates the network's bridge, claims it with the
+// alias and sets its MTU.
+func (d *BridgeDriver) ensureBridge(n *NetworkConfig) (netlink.Link, error) {
+	mtu := mtuOf(n)
+	alias := BridgeAliasPrefix + n.ID
+	l, err := linkByNameOpt(d.nl, n.BridgeName)
+	if err != nil {
+		return nil, err
+	}
+	if l == nil {
+		mac, err := randomMAC()
+		if err != nil {
+			return nil, err
+		}
+		// A fixed MAC keeps the bridge's address stable as ports come and go.
+		la := netlink.LinkAttrs{Name: n.BridgeName, MTU: mtu, HardwareAddr: mac}
+		if err := d.nl.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create bridge %s: %w", n.BridgeName, err)
+		}
+		if l, err = d.nl.LinkByName(n.BridgeName); err != nil {
+			return nil, fmt.Errorf("get bridge %s: %w", n.BridgeName, err)
+		}
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return nil, fmt.Errorf("create bridge %s: device exists and is a %s, not a bridge", n.BridgeName, l.Type())
+	}
+	if cur := l.Attrs().Alias; cur != alias {
+		if strings.HasPrefix(cur, BridgeAliasPrefix) {
+			return nil, fmt.Errorf("create bridge %s: already used by network %s", n.BridgeName, strings.TrimPrefix(cur, BridgeAliasPrefix))
+		}
+		if err := d.nl.LinkSetAlias(l, alias); err != nil {
+			return nil, fmt.Errorf("set alias of bridge %s: %w", n.BridgeName, err)
+		}
+	}
+	if l.Attrs().MTU != mtu {
+		if err := d.nl.LinkSetMTU(l, mtu); err != nil {
+			return nil, fmt.Errorf("set MTU of bridge %s: %w", n.BridgeName, err)
+		}
+	}
+	return l, nil
+}
+
+// ensureAddr adds p to link unless it is already there.
+func ensureAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
+	addrs, err := addrList(h, link)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() && ones == p.Bits() {
+			return nil
+		}
+	}
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixToIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// enableForwarding sets ip_forward in the driver's netns (never the caller's).
+func (d *BridgeDriver) enableForwarding() error {
+	const path = "/proc/sys/net/ipv4/ip_forward"
+	return inNetNS(d.ns, func() error {
+		cur, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if bytes.Equal(bytes.TrimSpace(cur), []byte("1")) {
+			return nil
+		}
+		if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("enable IPv4 forwarding: %w", err)
+		}
+		return nil
+	})
+}
+
+// syncRules rewrites the nftables ruleset from d.nets; d.mu must be held.
+func (d *BridgeDriver) syncRules() error {
+	nets := make([]ruleNet, 0, len(d.nets))
+	for id, n := range d.nets {
+		rn := ruleNet{Bridge: n.BridgeName, Subnet: n.Subnet, Internal: n.Internal, ICC: n.ICC, Masquerade: n.Masquerade}
+		for p := range d.ports[id] {
+			rn.Ports = append(rn.Ports, p)
+		}
+		nets = append(nets, rn)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(d.ns)))
+	if err != nil {
+		return fmt.Errorf("open nftables: %w", err)
+	}
+	return writeRuleset(c, d.table, nets)
+}
+
+// DeleteNetwork implements daemon.Driver.
+func (d *BridgeDriver) DeleteNetwork(ctx context.Context, n *NetworkConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.accelerated(n) {
+		if err := d.accel.NetworkDown(n); err != nil {
+			return fmt.Errorf("remove acceleration of network %s: %w", n.Name, err)
+		}
+	}
+	delete(d.nets, n.ID)
+	delete(d.ports, n.ID)
+	if err := d.syncRules(); err != nil {
+		return err
+	}
+	if n.BridgeName == "" {
+		return nil
+	}
+	l, err := linkByNameOpt(d.nl, n.BridgeName)
+	if err != nil || l == nil {
+		return err
+	}
+	// Only delete a bridge this network owns.
+	if l.Attrs().Alias != BridgeAliasPrefix+n.ID {
+		d.log.Warn("bridge not owned by network, kept", "bridge", n.BridgeName, "alias", l.Attrs().Alias, "network", n.Name)
+		return nil
+	}
+	if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete bridge %s: %w", n.BridgeName, err)
+	}
+	return nil
+}
+
+// tempPeerName is the container-side veth's name while it is still in the host netns.
+func tempPeerName(ep *EndpointConfig) string {
+	id := ep.ID
+	if id == "" {
+		id = strings.TrimPrefix(ep.HostIfName, HostVethPrefix)
+	}
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return tempVethPrefix + id
+}
+
+// CreateEndpoint implements daemon.Driver: a veth pair whose host side is
+// enslaved to the bridge and up; the other side waits for Join.
+func (d *BridgeDriver) CreateEndpoint(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ep.HostIfName == "" || len(ep.HostIfName) >= unix.IFNAMSIZ {
+		return fmt.Errorf("create endpoint %s: invalid host interface name %q", ep.ID, ep.HostIfName)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	mtu := mtuOf(n)
+	br, err := linkByNameOpt(d.nl, n.BridgeName)
+	if err != nil {
+		return err
+	}
+	if br == nil {
+		return fmt.Errorf("create endpoint %s: bridge %s of network %s not found", ep.HostIfName, n.BridgeName, n.Name)
+	}
+	host, err := linkByNameOpt(d.nl, ep.HostIfName)
+	if err != nil {
+		return err
+	}
+	if host == nil {
+		tmp := tempPeerName(ep)
+		// A leftover with the temporary name would make the veth creation fail.
+		if old, err := linkByNameOpt(d.nl, tmp); err == nil && old != nil {
+			d.nl.LinkDel(old)
+		}
+		veth := &netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{Name: ep.HostIfName, MTU: mtu, MasterIndex: br.Attrs().Index},
+			PeerName:  tmp,
+			PeerMTU:   uint32(mtu),
+		}
+		if err := d.nl.LinkAdd(veth); err != nil {
+			return fmt.Errorf("create veth %s: %w", ep.HostIfName, err)
+		}
+		if host, err = d.nl.LinkByName(ep.HostIfName); err != nil {
+			return fmt.Errorf("get veth %s: %w", ep.HostIfName, err)
+		}
+	}
+	if _, ok := host.(*netlink.Veth); !ok {
+		return fmt.Errorf("create endpoint: device %s exists and is a %s, not a veth", ep.HostIfName, host.Type())
+	}
+	if host.Attrs().MasterIndex != br.Attrs().Index {
+		if err := d.nl.LinkSetMasterByIndex(host, br.Attrs().Index); err != nil {
+			return fmt.Errorf("enslave %s to %s: %w", ep.HostIfName, n.BridgeName, err)
+		}
+	}
+	if host.Attrs().MTU != mtu {
+		if err := d.nl.LinkSetMTU(host, mtu); err != nil {
+			return fmt.Errorf("set MTU of %s: %w", ep.HostIfName, err)
+		}
+	}
+	if err := d.nl.LinkSetUp(host); err != nil {
+		return fmt.Errorf("set %s up: %w", ep.HostIfName, err)
+	}
+	return d.addPort(n, ep.HostIfName)
+}
+
+// addPort records a bridge port; ICC=false rules list the ports. d.mu held.
+func (d *BridgeDriver) addPort(n *NetworkConfig, port string) error {
+	ps, ok := d.ports[n.ID]
+	if !ok {
+		ps = map[string]struct{}{}
+		d.ports[n.ID] = ps
+	}
+	if _, ok := ps[port]; ok {
+		return nil
+	}
+	ps[port] = struct{}{}
+	if _, live := d.nets[n.ID]; live && !n.ICC {
+		return d.syncRules()
+	}
+	return nil
+}
+
+func (d *BridgeDriver) removePort(n *NetworkConfig, port string) error {
+	ps := d.ports[n.ID]
+	if _, ok := ps[port]; !ok {
+		return nil
+	}
+	delete(ps, port)
+	if _, live := d.nets[n.ID]; live && !n.ICC {
+		return d.syncRules()
+	}
+	return nil
+}
+
+// isPeer reports whether l (in the sandbox) is the other end of veth host.
+func isPeer(l, host netlink.Link) bool {
+	if _, ok := l.(*netlink.Veth); !ok {
+		return false
+	}
+	return l.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == l.Attrs().Index
+}
+
+// Join implements daemon.Driver.
+func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ep.IfName == "" || len(ep.IfName) >= unix.IFNAMSIZ {
+		return fmt.Errorf("join %s: invalid interface name %q", ep.HostIfName, ep.IfName)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	host, err := linkByNameOpt(d.nl, ep.HostIfName)
+	if err != nil {
+		return err
+	}
+	if host == nil {
+		return fmt.Errorf("join: veth %s not found", ep.HostIfName)
+	}
+	sbns, err := netns.GetFromPath(ep.SandboxPath)
+	if err != nil {
+		return fmt.Errorf("open sandbox %s: %w", ep.SandboxPath, err)
+	}
+	defer sbns.Close()
+	sh, err := netlink.NewHandleAt(sbns)
+	if err != nil {
+		return fmt.Errorf("netlink handle in %s: %w", ep.SandboxPath, err)
+	}
+	defer sh.Close()
+
+	l, err := linkByNameOpt(sh, ep.IfName)
+	if err != nil {
+		return err
+	}
+	if l != nil && !isPeer(l, host) {
+		return fmt.Errorf("join: interface %s already exists in sandbox %s", ep.IfName, ep.SandboxPath)
+	}
+	if l == nil {
+		if l, err = d.moveIntoSandbox(sh, sbns, ep); err != nil {
+			return err
+		}
+	}
+	if err := configureContainerSide(sh, l, n, ep); err != nil {
+		return fmt.Errorf("join %s in %s: %w", ep.IfName, ep.SandboxPath, err)
+	}
+	if d.accelerated(n) {
+		if err := d.accel.EndpointUp(n, ep, host.Attrs().Index); err != nil {
+			return fmt.Errorf("accelerate endpoint %s: %w", ep.HostIfName, err)
+		}
+	}
+	return nil
+}
+
+// moveIntoSandbox moves the temporary peer into the sandbox and renames it.
+func (d *BridgeDriver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, ep *EndpointConfig) (netlink.Link, error) {
+	tmp := tempPeerName(ep)
+	peer, err := linkByNameOpt(d.nl, tmp)
+	if err != nil {
+		return nil, err
+	}
+	if peer == nil {
+		// A previous Join may have moved it but failed before the rename.
+		if peer, err = linkByNameOpt(sh, tmp); err != nil {
+			return nil, err
+		}
+		if peer == nil {
+			return nil, fmt.Errorf("join: peer of %s not found", ep.HostIfName)
+		}
+	} else {
+		if err := d.nl.LinkSetNsFd(peer, int(sbns)); err != nil {
+			return nil, fmt.Errorf("move %s into %s: %w", tmp, ep.SandboxPath, err)
+		}
+		if peer, err = sh.LinkByName(tmp); err != nil {
+			return nil, fmt.Errorf("find %s in %s: %w", tmp, ep.SandboxPath, err)
+		}
+	}
+	if err := sh.LinkSetDown(peer); err != nil {
+		return nil, fmt.Errorf("set %s down: %w", tmp, err)
+	}
+	if err := sh.LinkSetName(peer, ep.IfName); err != nil {
+		return nil, fmt.Errorf("rename %s to %s: %w", tmp, ep.IfName, err)
+	}
+	l, err := sh.LinkByName(ep.IfName)
+	if err != nil {
+		return nil, fmt.Errorf("find %s in %s: %w", ep.IfName, ep.SandboxPath, err)
+	}
+	return l, nil
+}
+
+// configureContainerSide sets MAC, MTU, address, up and the default route.
+func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *NetworkConfig, ep *EndpointConfig) error {
+	if len(ep.MAC) > 0 && !bytes.Equal(l.Attrs().HardwareAddr, ep.MAC) {
+		if err := sh.LinkSetDown(l); err != nil {
+			return fmt.Errorf("set down: %w", err)
+		}
+		if err := sh.LinkSetHardwareAddr(l, ep.MAC); err != nil {
+			return fmt.Errorf("set MAC %s: %w", ep.MAC, err)
+		}
+	}
+	if mtu := mtuOf(n); l.Attrs().MTU != mtu {
+		if err := sh.LinkSetMTU(l, mtu); err != nil {
+			return fmt.Errorf("set MTU %d: %w", mtu, err)
+		}
+	}
+	if ep.Addr.IsValid() {
+		if err := ensureAddr(sh, l, ep.Addr); err != nil {
+			return err
+		}
+	}
+	if err := sh.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	if ep.DefaultGW && ep.Gateway.IsValid() {
+		dst := prefixToIPNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+		if ep.Gateway.Is6() {
+			dst = prefixToIPNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
+		}
+		r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: ep.Gateway.AsSlice()}
+		if err := sh.RouteReplace(r); err != nil {
+			return fmt.Errorf("add default route via %s: %w", ep.Gateway, err)
+		}
+	}
+	return nil
+}
+
+// Leave implements daemon.Driver: deleting the host side removes both ends.
+func (d *BridgeDriver) Leave(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.accelerated(n) {
+		if err := d.accel.EndpointDown(n, ep); err != nil {
+			return fmt.Errorf("remove acceleration of endpoint %s: %w", ep.HostIfName, err)
+		}
+	}
+	return d.deleteVeth(n, ep)
+}
+
+// DeleteEndpoint implements daemon.Driver: it makes sure the veth is gone.
+func (d *BridgeDriver) DeleteEndpoint(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.deleteVeth(n, ep)
+}
+
+func (d *BridgeDriver) deleteVeth(n *NetworkConfig, ep *EndpointConfig) error {
+	for _, name := range []string{ep.HostIfName, tempPeerName(ep)} {
+		l, err := linkByNameOpt(d.nl, name)
+		if err != nil {
+			return err
+		}
+		if l == nil {
+			continue
+		}
+		if _, ok := l.(*netlink.Veth); !ok {
+			continue
+		}
+		if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete veth %s: %w", name, err)
+		}
+	}
+	return d.removePort(n, ep.HostIfName)
+}
+
+// Reconcile implements daemon.Driver: it deletes netd bridges and veths that
+// belong to none of nets and eps, and rewrites the firewall for exactly nets.
+func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	live := make(map[string]*NetworkConfig, len(nets))
+	for _, n := range nets {
+		c := *n
+		live[n.ID] = &c
+	}
+	keepIf := map[string]bool{}
+	ports := map[string]map[string]struct{}{}
+	for id := range live {
+		ports[id] = map[string]struct{}{}
+	}
+	for _, ep := range eps {
+		keepIf[ep.HostIfName] = true
+		keepIf[tempPeerName(ep)] = true
+		if ps, ok := ports[ep.NetworkID]; ok {
+			ps[ep.HostIfName] = struct{}{}
+		}
+	}
+
+	links, err := linkList(d.nl)
+	if err != nil {
+		return fmt.Errorf("reconcile: list links: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		name, alias := l.Attrs().Name, l.Attrs().Alias
+		stale := false
+		switch l.(type) {
+		case *netlink.Bridge:
+			id, ours := strings.CutPrefix(alias, BridgeAliasPrefix)
+			stale = ours && live[id] == nil
+		case *netlink.Veth:
+			stale = (strings.HasPrefix(name, HostVethPrefix) || strings.HasPrefix(name, tempVethPrefix)) && !keepIf[name]
+		}
+		if !stale {
+			continue
+		}
+		d.log.Info("reconcile: deleting stale link", "link", name, "type", l.Type(), "alias", alias)
+		if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete stale %s %s: %w", l.Type(), name, err))
+		}
+	}
+	d.nets = live
+	d.ports = ports
+	if err := d.syncRules(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
