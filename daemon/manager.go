@@ -1,0 +1,764 @@
+//go:build linux
+
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/dataplane"
+)
+
+// Driver type names of the built-in drivers.
+const (
+	DriverBridge = "bridge"
+	DriverHost   = "host"
+	DriverNull   = "null"
+)
+
+// Names of the built-in networks.
+const (
+	NetworkBridge = "bridge"
+	NetworkHost   = "host"
+	NetworkNone   = "none"
+)
+
+// Sandboxes creates and removes the named network namespaces of containers.
+// The daemon uses the dataplane package; tests use a fake.
+type Sandboxes interface {
+	// Create makes a new empty netns and returns its path.
+	Create(name string) (string, error)
+	// CreateHost makes name a bind mount of the daemon's own netns.
+	CreateHost(name string) (string, error)
+	// Delete removes the netns; a missing one is not an error.
+	Delete(name string) error
+	// Path is where the netns of name is (or would be) mounted.
+	Path(name string) string
+	// List returns the names of existing namespaces starting with prefix.
+	List(prefix string) ([]string, error)
+}
+
+// StatusProvider reports the eBPF dataplane's state for GET /v1/dataplane.
+type StatusProvider interface {
+	Status() (api.DataplaneStatus, error)
+}
+
+// ManagerConfig holds what a Manager needs; zero fields get defaults
+// where one makes sense.
+type ManagerConfig struct {
+	Store            *Store
+	Drivers          []Driver
+	Sandboxes        Sandboxes
+	NodeName         string
+	DefaultDataplane string
+	Pools            []AddressPool
+	// HostRoutes lists the destinations routed in the daemon's netns;
+	// automatic subnets avoid them.
+	HostRoutes func() ([]netip.Prefix, error)
+	Status     StatusProvider
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Manager owns the CNM objects: networks, endpoints and containers. One
+// mutex serialises every operation, kernel work included, so the store and
+// the kernel never see two changes interleaved.
+type Manager struct {
+	mu sync.Mutex
+
+	store            *Store
+	drivers          map[string]Driver
+	sandboxes        Sandboxes
+	nodeName         string
+	defaultDataplane string
+	pools            []AddressPool
+	hostRoutes       func() ([]netip.Prefix, error)
+	status           StatusProvider
+	log              *slog.Logger
+	now              func() time.Time
+
+	networks     map[string]*NetworkRecord
+	endpoints    map[string]*EndpointRecord
+	containers   map[string]*ContainerRecord
+	sandboxNames map[string]bool
+}
+
+// NewManager loads the store into memory. It touches no kernel object.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Store == nil || cfg.Sandboxes == nil {
+		return nil, errors.New("new manager: store and sandboxes are required")
+	}
+	if cfg.NodeName == "" {
+		return nil, errors.New("new manager: empty node name")
+	}
+	m := &Manager{
+		store:            cfg.Store,
+		drivers:          map[string]Driver{},
+		sandboxes:        cfg.Sandboxes,
+		nodeName:         cfg.NodeName,
+		defaultDataplane: cmp.Or(cfg.DefaultDataplane, api.DataplaneEBPF),
+		pools:            cfg.Pools,
+		hostRoutes:       cfg.HostRoutes,
+		status:           cfg.Status,
+		log:              cfg.Logger,
+		now:              cfg.Now,
+		networks:         map[string]*NetworkRecord{},
+		endpoints:        map[string]*EndpointRecord{},
+		containers:       map[string]*ContainerRecord{},
+		sandboxNames:     map[string]bool{},
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if len(m.pools) == 0 {
+		m.pools = DefaultAddressPools()
+	}
+	if m.hostRoutes == nil {
+		m.hostRoutes = func() ([]netip.Prefix, error) { return nil, nil }
+	}
+	for _, d := range cfg.Drivers {
+		m.drivers[d.Type()] = d
+	}
+	st, err := cfg.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range st.Networks {
+		m.networks[n.ID] = n
+	}
+	for _, c := range st.Containers {
+		m.containers[c.ID] = c
+	}
+	for _, ep := range st.Endpoints {
+		if m.networks[ep.NetworkID] == nil || m.containers[ep.ContainerID] == nil {
+			m.log.Warn("ignoring endpoint of a missing network or container", "endpoint", ep.ID)
+			continue
+		}
+		m.endpoints[ep.ID] = ep
+	}
+	for _, s := range st.Sandboxes {
+		m.sandboxNames[s] = true
+	}
+	return m, nil
+}
+
+// NodeName is the node this manager runs on.
+func (m *Manager) NodeName() string { return m.nodeName }
+
+// DefaultDataplane is the dataplane new networks get without netd.dataplane.
+func (m *Manager) DefaultDataplane() string { return m.defaultDataplane }
+
+// DataplaneStatus asks the status provider; ok is false when there is none.
+func (m *Manager) DataplaneStatus() (st api.DataplaneStatus, ok bool, err error) {
+	if m.status == nil {
+		return api.DataplaneStatus{}, false, nil
+	}
+	st, err = m.status.Status()
+	return st, true, err
+}
+
+func (m *Manager) driver(name string) (Driver, error) {
+	d, ok := m.drivers[name]
+	if !ok {
+		return nil, errNotFound("plugin %q not found", name)
+	}
+	return d, nil
+}
+
+// networkConfig rebuilds what a driver needs from a record.
+func networkConfig(n *NetworkRecord) *dataplane.NetworkConfig {
+	return &dataplane.NetworkConfig{
+		ID:         n.ID,
+		Name:       n.Name,
+		Driver:     n.Driver,
+		Dataplane:  n.Dataplane,
+		Index:      n.Index,
+		BridgeName: n.BridgeName,
+		Subnet:     n.Subnet,
+		Gateway:    n.Gateway,
+		MTU:        n.MTU,
+		Internal:   n.Internal,
+		ICC:        n.ICC,
+		Masquerade: n.Masquerade,
+		Options:    maps.Clone(n.Options),
+	}
+}
+
+// endpointConfig rebuilds what a driver needs for one endpoint.
+func (m *Manager) endpointConfig(n *NetworkRecord, ep *EndpointRecord, c *ContainerRecord) *dataplane.EndpointConfig {
+	cfg := &dataplane.EndpointConfig{
+		ID:          ep.ID,
+		NetworkID:   ep.NetworkID,
+		ContainerID: ep.ContainerID,
+		HostIfName:  ep.HostIfName,
+		IfName:      ep.IfName,
+		Addr:        ep.Addr,
+		Gateway:     n.Gateway,
+		DefaultGW:   ep.DefaultGW,
+		SandboxPath: m.sandboxes.Path(c.Sandbox),
+	}
+	if ep.MAC != "" {
+		// Stored MACs were validated on the way in.
+		cfg.MAC, _ = parseMAC(ep.MAC)
+	}
+	return cfg
+}
+
+// findNetwork resolves a reference the way Docker does: full ID, exact
+// name, then a unique ID prefix.
+func (m *Manager) findNetwork(ref string) (*NetworkRecord, error) {
+	if ref == "" {
+		return nil, errInvalid("network name or ID must not be empty")
+	}
+	if n, ok := m.networks[ref]; ok {
+		return n, nil
+	}
+	for _, n := range m.networks {
+		if n.Name == ref {
+			return n, nil
+		}
+	}
+	var found []*NetworkRecord
+	for _, n := range m.networks {
+		if strings.HasPrefix(n.ID, ref) {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, errNotFound("network %s not found", ref)
+	case 1:
+		return found[0], nil
+	default:
+		return nil, errInvalid("network %s is ambiguous (%d matches found based on ID prefix)", ref, len(found))
+	}
+}
+
+func (m *Manager) networkByName(name string) *NetworkRecord {
+	for _, n := range m.networks {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// networkEndpoints lists the endpoints attached to network id.
+func (m *Manager) networkEndpoints(id string) []*EndpointRecord {
+	var eps []*EndpointRecord
+	for _, ep := range m.endpoints {
+		if ep.NetworkID == id {
+			eps = append(eps, ep)
+		}
+	}
+	slices.SortFunc(eps, func(a, b *EndpointRecord) int { return strings.Compare(a.ID, b.ID) })
+	return eps
+}
+
+// nextIndex is the smallest index no network uses yet, starting at 1.
+func (m *Manager) nextIndex() uint32 {
+	used := map[uint32]bool{}
+	for _, n := range m.networks {
+		used[n.Index] = true
+	}
+	for i := uint32(1); ; i++ {
+		if !used[i] {
+			return i
+		}
+	}
+}
+
+// usedSubnets lists the subnets of every network but skip.
+func (m *Manager) usedSubnets(skip string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, n := range m.networks {
+		if n.ID != skip && n.Subnet.IsValid() {
+			out = append(out, n.Subnet)
+		}
+	}
+	return out
+}
+
+// allocateSubnet picks the next free pool subnet avoiding networks and
+// the host's routes.
+func (m *Manager) allocateSubnet() (netip.Prefix, error) {
+	routes, err := m.hostRoutes()
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("list host routes: %w", err)
+	}
+	p, err := NextFreeSubnet(m.pools, m.usedSubnets(""), routes)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return p, nil
+}
+
+// CreateNetwork creates a network: kernel objects first, then the record.
+// On any failure nothing is left behind.
+func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateRequest) (api.NetworkCreateResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	if strings.TrimSpace(req.Name) == "" {
+		return api.NetworkCreateResponse{}, errInvalid("network name must not be empty")
+	}
+	if m.networkByName(req.Name) != nil {
+		return api.NetworkCreateResponse{}, errConflict("network with name %s already exists", req.Name)
+	}
+	driverName := cmp.Or(req.Driver, DriverBridge)
+	if _, err := m.driver(driverName); err != nil {
+		return api.NetworkCreateResponse{}, err
+	}
+	switch driverName {
+	case DriverHost, DriverNull:
+		// Docker allows a single instance of these, the built-in one.
+		return api.NetworkCreateResponse{}, errForbidden("only one instance of %q network is allowed", driverName)
+	}
+	if req.IPAM != nil && req.IPAM.Driver != "" && req.IPAM.Driver != "default" {
+		return api.NetworkCreateResponse{}, errNotFound("plugin %q not found", req.IPAM.Driver)
+	}
+
+	id := NewID()
+	rec := &NetworkRecord{
+		ID:         id,
+		Name:       req.Name,
+		Driver:     driverName,
+		Created:    m.now(),
+		Options:    maps.Clone(req.Options),
+		Labels:     maps.Clone(req.Labels),
+		Internal:   req.Internal,
+		Attachable: req.Attachable,
+		Index:      m.nextIndex(),
+	}
+
+	if err := m.assignIPAM(rec, req.IPAM); err != nil {
+		return api.NetworkCreateResponse{}, err
+	}
+	if driverName == DriverBridge {
+		bo, err := ParseBridgeOptions(req.Options, m.defaultDataplane)
+		if err != nil {
+			return api.NetworkCreateResponse{}, err
+		}
+		rec.BridgeName = cmp.Or(bo.Name, "br-"+ShortID(id))
+		rec.ICC, rec.Masquerade, rec.MTU = bo.ICC, bo.Masquerade, bo.MTU
+		rec.Dataplane = cmp.Or(bo.Dataplane, m.defaultDataplane)
+		for _, o := range m.networks {
+			if o.BridgeName == rec.BridgeName {
+				return api.NetworkCreateResponse{}, errForbidden(
+					"cannot create network %s (%s): conflicts with network %s (%s): networks have same bridge name",
+					id, rec.BridgeName, o.ID, o.BridgeName)
+			}
+		}
+	}
+	if err := m.createNetwork(ctx, rec); err != nil {
+		return api.NetworkCreateResponse{}, err
+	}
+	m.log.Info("network created", "name", rec.Name, "id", ShortID(id), "driver", rec.Driver, "subnet", rec.Subnet)
+	return api.NetworkCreateResponse{ID: id}, nil
+}
+
+// assignIPAM fills the address fields of rec from the request or the pools.
+func (m *Manager) assignIPAM(rec *NetworkRecord, ipam *api.IPAM) error {
+	if rec.Driver != DriverBridge {
+		if ipam != nil && len(ipam.Config) > 0 {
+			return errInvalid("%s network does not support IPAM configuration", rec.Driver)
+		}
+		return nil
+	}
+	if ipam != nil && len(ipam.Config) > 1 {
+		return errInvalid("netd supports a single IPv4 IPAM config per network, got %d", len(ipam.Config))
+	}
+	var spec PoolSpec
+	if ipam != nil && len(ipam.Config) == 1 {
+		var err error
+		if spec, err = ParsePoolSpec(ipam.Config[0]); err != nil {
+			return err
+		}
+	}
+	if spec.Subnet.IsValid() {
+		for _, used := range m.usedSubnets(rec.ID) {
+			if SubnetsOverlap(spec.Subnet, used) {
+				// Forbidden like Docker's ipamapi.ErrPoolOverlap (403).
+				return errForbidden("invalid pool request: %w", ErrPoolOverlap)
+			}
+		}
+		rec.Subnet, rec.IPRange, rec.Gateway, rec.Aux = spec.Subnet, spec.IPRange, spec.Gateway, spec.Aux
+		rec.UserSubnet = true
+	} else {
+		subnet, err := m.allocateSubnet()
+		if err != nil {
+			return err
+		}
+		rec.Subnet = subnet
+	}
+	if !rec.Gateway.IsValid() {
+		rec.Gateway = DefaultGateway(rec.Subnet)
+	}
+	return nil
+}
+
+// createNetwork builds the kernel side and then persists rec.
+func (m *Manager) createNetwork(ctx context.Context, rec *NetworkRecord) error {
+	d, err := m.driver(rec.Driver)
+	if err != nil {
+		return err
+	}
+	cfg := networkConfig(rec)
+	if err := d.CreateNetwork(ctx, cfg); err != nil {
+		m.undo("delete network", d.DeleteNetwork(ctx, cfg))
+		return fmt.Errorf("create network %s: %w", rec.Name, err)
+	}
+	if err := m.store.Update(func(tx *StoreTx) error { return tx.PutNetwork(rec) }); err != nil {
+		m.undo("delete network", d.DeleteNetwork(ctx, cfg))
+		return fmt.Errorf("store network %s: %w", rec.Name, err)
+	}
+	m.networks[rec.ID] = rec
+	return nil
+}
+
+// undo logs a failed rollback step: the original error is what the caller
+// returns.
+func (m *Manager) undo(what string, err error) {
+	if err != nil {
+		m.log.Warn("rollback step failed", "step", what, "err", err)
+	}
+}
+
+// RemoveNetwork deletes a custom network without endpoints.
+func (m *Manager) RemoveNetwork(ctx context.Context, ref string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findNetwork(ref)
+	if err != nil {
+		return err
+	}
+	return m.removeNetwork(ctx, n)
+}
+
+func (m *Manager) removeNetwork(ctx context.Context, n *NetworkRecord) error {
+	if n.Builtin {
+		return errForbidden("%s is a pre-defined network and cannot be removed", n.Name)
+	}
+	if len(m.networkEndpoints(n.ID)) > 0 {
+		return errForbidden("error while removing network: network %s id %s has active endpoints", n.Name, n.ID)
+	}
+	d, err := m.driver(n.Driver)
+	if err != nil {
+		return err
+	}
+	cfg := networkConfig(n)
+	if err := d.DeleteNetwork(ctx, cfg); err != nil {
+		return fmt.Errorf("delete network %s: %w", n.Name, err)
+	}
+	if err := m.store.Update(func(tx *StoreTx) error { return tx.DeleteNetwork(n.ID) }); err != nil {
+		m.undo("recreate network", d.CreateNetwork(ctx, cfg))
+		return fmt.Errorf("remove network %s from store: %w", n.Name, err)
+	}
+	delete(m.networks, n.ID)
+	m.log.Info("network removed", "name", n.Name, "id", ShortID(n.ID))
+	return nil
+}
+
+// PruneNetworks removes every custom network without endpoints that
+// matches the filters (until, label).
+func (m *Manager) PruneNetworks(ctx context.Context, f Filters) (api.NetworksPruneReport, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	report := api.NetworksPruneReport{NetworksDeleted: []string{}}
+	if err := f.Validate(networkPruneFilters...); err != nil {
+		return report, err
+	}
+	now := m.now()
+	for _, n := range m.sortedNetworks() {
+		if n.Builtin || len(m.networkEndpoints(n.ID)) > 0 {
+			continue
+		}
+		ok, err := MatchPrune(f, m.networkView(n), now)
+		if err != nil {
+			return report, err
+		}
+		if !ok {
+			continue
+		}
+		if err := m.removeNetwork(ctx, n); err != nil {
+			m.log.Warn("prune: cannot remove network", "name", n.Name, "err", err)
+			continue
+		}
+		report.NetworksDeleted = append(report.NetworksDeleted, n.Name)
+	}
+	return report, nil
+}
+
+func (m *Manager) sortedNetworks() []*NetworkRecord {
+	out := slices.Collect(maps.Values(m.networks))
+	slices.SortFunc(out, func(a, b *NetworkRecord) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// ListNetworks returns the networks matching f, sorted by name.
+func (m *Manager) ListNetworks(f Filters) ([]api.Network, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := f.Validate(networkListFilters...); err != nil {
+		return nil, err
+	}
+	out := []api.Network{}
+	for _, n := range m.sortedNetworks() {
+		view := m.networkView(n)
+		ok, err := MatchNetwork(f, NetworkFacts{
+			Network:  view,
+			Builtin:  n.Builtin,
+			Dangling: len(view.Containers) == 0,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, view)
+		}
+	}
+	return out, nil
+}
+
+// InspectNetwork returns one network in Docker's shape.
+func (m *Manager) InspectNetwork(ref string) (api.Network, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findNetwork(ref)
+	if err != nil {
+		return api.Network{}, err
+	}
+	return m.networkView(n), nil
+}
+
+// networkView renders a record as Docker's network resource.
+func (m *Manager) networkView(n *NetworkRecord) api.Network {
+	v := api.Network{
+		Name:       n.Name,
+		ID:         n.ID,
+		Created:    n.Created,
+		Scope:      "local",
+		Driver:     n.Driver,
+		EnableIPv4: true,
+		IPAM:       api.IPAM{Driver: "default", Options: map[string]string{}, Config: []api.IPAMConfig{}},
+		Internal:   n.Internal,
+		Attachable: n.Attachable,
+		Containers: map[string]api.EndpointResource{},
+		Options:    cloneLabels(n.Options),
+		Labels:     cloneLabels(n.Labels),
+	}
+	if n.Subnet.IsValid() {
+		c := api.IPAMConfig{Subnet: n.Subnet.String()}
+		if n.IPRange.IsValid() {
+			c.IPRange = n.IPRange.String()
+		}
+		if n.Gateway.IsValid() {
+			c.Gateway = n.Gateway.String()
+		}
+		if len(n.Aux) > 0 {
+			c.AuxiliaryAddresses = map[string]string{}
+			for k, a := range n.Aux {
+				c.AuxiliaryAddresses[k] = a.String()
+			}
+		}
+		v.IPAM.Config = append(v.IPAM.Config, c)
+	}
+	for _, ep := range m.networkEndpoints(n.ID) {
+		c := m.containers[ep.ContainerID]
+		r := api.EndpointResource{Name: c.Name, EndpointID: ep.ID, MacAddress: ep.MAC}
+		if ep.Addr.IsValid() {
+			r.IPv4Address = ep.Addr.String()
+		}
+		v.Containers[c.ID] = r
+	}
+	return v
+}
+
+// EnsureBuiltins creates bridge, host and none when missing, like dockerd
+// at its first start.
+func (m *Manager) EnsureBuiltins(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.networkByName(NetworkBridge) == nil {
+		subnet, err := m.allocateSubnet()
+		if err != nil {
+			return fmt.Errorf("pick subnet of the default bridge: %w", err)
+		}
+		rec := &NetworkRecord{
+			ID:      NewID(),
+			Name:    NetworkBridge,
+			Driver:  DriverBridge,
+			Created: m.now(),
+			Builtin: true,
+			Subnet:  subnet,
+			Gateway: DefaultGateway(subnet),
+			Options: map[string]string{
+				"com.docker.network.bridge.default_bridge": "true",
+				api.OptEnableICC:  "true",
+				api.OptEnableMasq: "true",
+				"com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+				api.OptBridgeName: api.DefaultBridgeName,
+				api.OptMTU:        "1500",
+				api.OptDataplane:  m.defaultDataplane,
+			},
+			Dataplane:  m.defaultDataplane,
+			BridgeName: api.DefaultBridgeName,
+			MTU:        1500,
+			ICC:        true,
+			Masquerade: true,
+			Index:      m.nextIndex(),
+		}
+		if err := m.createNetwork(ctx, rec); err != nil {
+			return err
+		}
+		m.log.Info("created default bridge network", "subnet", subnet, "bridge", rec.BridgeName)
+	}
+	for _, b := range []struct{ name, driver string }{{NetworkHost, DriverHost}, {NetworkNone, DriverNull}} {
+		if m.networkByName(b.name) != nil {
+			continue
+		}
+		rec := &NetworkRecord{
+			ID:      NewID(),
+			Name:    b.name,
+			Driver:  b.driver,
+			Created: m.now(),
+			Builtin: true,
+			Index:   m.nextIndex(),
+		}
+		if err := m.createNetwork(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reconcile brings the kernel in line with the store at start-up: every
+// network and endpoint is (re)created, then drivers and the netns
+// directory are swept of objects this daemon owns that are stale. It goes
+// on past per-object failures so one broken object cannot keep the others
+// down; the joined error lists them.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+
+	byDriver := map[string][]*dataplane.NetworkConfig{}
+	epsByDriver := map[string][]*dataplane.EndpointConfig{}
+	okNets := map[string]*dataplane.NetworkConfig{}
+	for _, n := range m.sortedNetworks() {
+		d, err := m.driver(n.Driver)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", n.Name, err))
+			continue
+		}
+		cfg := networkConfig(n)
+		byDriver[n.Driver] = append(byDriver[n.Driver], cfg)
+		if err := d.CreateNetwork(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("recreate network %s: %w", n.Name, err))
+			continue
+		}
+		okNets[n.ID] = cfg
+	}
+
+	existing, err := m.sandboxes.List(m.sandboxPrefix())
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list sandboxes: %w", err))
+	}
+	live := map[string]bool{}
+	for _, s := range existing {
+		live[s] = true
+	}
+	wanted := map[string]bool{}
+	for _, c := range m.sortedContainers() {
+		wanted[c.Sandbox] = true
+		if err == nil && !live[c.Sandbox] {
+			if _, cerr := m.createSandbox(c); cerr != nil {
+				errs = append(errs, fmt.Errorf("recreate sandbox of %s: %w", c.Name, cerr))
+				continue
+			}
+		}
+		for _, ep := range m.containerEndpoints(c.ID) {
+			n := m.networks[ep.NetworkID]
+			epCfg := m.endpointConfig(n, ep, c)
+			epsByDriver[n.Driver] = append(epsByDriver[n.Driver], epCfg)
+			netCfg, ok := okNets[n.ID]
+			if !ok {
+				continue
+			}
+			d := m.drivers[n.Driver]
+			if err := d.CreateEndpoint(ctx, netCfg, epCfg); err != nil {
+				errs = append(errs, fmt.Errorf("recreate endpoint %s of %s on %s: %w", ShortID(ep.ID), c.Name, n.Name, err))
+				continue
+			}
+			if err := d.Join(ctx, netCfg, epCfg); err != nil {
+				errs = append(errs, fmt.Errorf("rejoin %s to %s: %w", c.Name, n.Name, err))
+			}
+		}
+	}
+
+	for _, typ := range slices.Sorted(maps.Keys(m.drivers)) {
+		if err := m.drivers[typ].Reconcile(ctx, byDriver[typ], epsByDriver[typ]); err != nil {
+			errs = append(errs, fmt.Errorf("reconcile %s driver: %w", typ, err))
+		}
+	}
+
+	// Only namespaces this daemon recorded are swept: another node's
+	// names may share our prefix (node "a" and node "a-b").
+	for _, s := range existing {
+		if wanted[s] || !m.sandboxNames[s] {
+			continue
+		}
+		m.log.Info("removing stale sandbox", "netns", s)
+		if err := m.sandboxes.Delete(s); err != nil {
+			errs = append(errs, fmt.Errorf("remove stale sandbox %s: %w", s, err))
+			continue
+		}
+		m.forgetSandbox(s)
+	}
+	for s := range m.sandboxNames {
+		if !wanted[s] && !live[s] {
+			m.forgetSandbox(s)
+		}
+	}
+
+	return errors.Join(errs...)
+}
+
+func (m *Manager) forgetSandbox(name string) {
+	if err := m.store.Update(func(tx *StoreTx) error { return tx.DeleteSandbox(name) }); err != nil {
+		m.log.Warn("cannot forget sandbox", "netns", name, "err", err)
+		return
+	}
+	delete(m.sandboxNames, name)
+}
+
+// ifIndex is N of ethN, or a large number for anything else.
+func ifIndex(name string) int {
+	if n, err := strconv.Atoi(strings.TrimPrefix(name, "eth")); err == nil && strings.HasPrefix(name, "eth") {
+		return n
+	}
+	return 1 << 30
+}
+
+// cloneLabels copies m, giving an empty map for nil so JSON shows {}.
+func cloneLabels(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	maps.Copy(out, m)
+	return out
+}
