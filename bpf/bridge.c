@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Bridge fast path: TC ingress of every host-side veth, i.e. frames a container sends.
+ * Same-network unicast goes straight to the peer with bpf_redirect_peer; everything
+ * else goes on to the Linux bridge (slow path). Spoofed frames are dropped here. */
+
+#include "common.h"
+#include "maps.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "arp.h"
+#include "counters.h"
+#include "endpoint.h"
+
+/* Keeps enum drop_reason in BTF so bpf2go can generate it for Go. */
+const enum drop_reason *unused_drop_reason __attribute__((unused));
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 ifindex = skb->ifindex;
+	struct iface_info *self;
+	struct endpoint_info *dst;
+	struct ethhdr *eth = data;
+	bool known;
+	__be16 proto;
+
+	self = bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (!self)
+		return TC_ACT_OK; /* not ours: leave it alone */
+
+	if ((void *)(eth + 1) > data_end)
+		return drop(ifindex, DROP_MALFORMED);
+	if (!mac_eq(eth->h_source, self->mac))
+		return drop(ifindex, DROP_SPOOF_MAC);
+
+	proto = eth->h_proto;
+	/* The tag may sit in the skb (untagged on receive) or in the frame; either way
+	 * the inner headers are not checked here, so never take the fast path. */
+	if (skb->vlan_present || eth_is_vlan(proto))
+		return pass_slow(ifindex);
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct netd_iphdr *ip = ipv4_parse(eth + 1, data_end);
+
+		if (!ip)
+			return drop(ifindex, DROP_MALFORMED);
+		if (ip->saddr != self->ipv4)
+			return drop(ifindex, DROP_SPOOF_IP);
+	} else if (proto == bpf_htons(ETH_P_ARP)) {
+		struct netd_arphdr *arp = arp_parse(eth + 1, data_end);
+
+		if (!arp)
+			return drop(ifindex, DROP_MALFORMED);
+		/* spa 0.0.0.0 is an RFC 5227 probe: it updates no neighbour cache. */
+		if (!mac_eq(arp->sha, self->mac) || (arp->spa != self->ipv4 && arp->spa != 0))
+			return drop(ifindex, DROP_SPOOF_ARP);
+	}
+
+	if (mac_is_group(eth->h_dest))
+		return pass_slow(ifindex);
+
+	dst = endpoint_lookup(self->net_index, eth->h_dest);
+	if (!dst || dst->ifindex == ifindex)
+		return pass_slow(ifindex); /* gateway, unknown or hairpin: the bridge decides */
+
+	bool icc = network_icc(self->net_index, &known);
+	if (!known)
+		return pass_slow(ifindex);
+	/* Like Docker's icc=false, which filters IP but leaves ARP working. */
+	if (!icc && proto != bpf_htons(ETH_P_ARP))
+		return drop(ifindex, DROP_ICC_DENIED);
+
+	count_fast(ifindex, skb->len);
+	/* The host veth saw a foreign destination MAC (OTHERHOST); the peer must take it as its own. */
+	bpf_skb_change_type(skb, PACKET_HOST);
+	return bpf_redirect_peer(dst->ifindex, 0);
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

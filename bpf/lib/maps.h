@@ -1,0 +1,39 @@
+/* Maps of the bridge data path; pinned by name so forwarding outlives the daemon. */
+#ifndef NETD_MAPS_H
+#define NETD_MAPS_H
+
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NETD_MAX_ENDPOINTS);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NETD_MAX_ENDPOINTS);
+	__type(key, __u32); /* host-side ifindex */
+	__type(value, struct iface_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NETD_MAX_NETWORKS);
+	__type(key, __u32); /* network index */
+	__type(value, struct network_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} networks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NETD_MAX_ENDPOINTS);
+	__type(key, __u32); /* host-side ifindex */
+	__type(value, struct ep_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+#endif /* NETD_MAPS_H */

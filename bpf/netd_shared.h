@@ -1,0 +1,59 @@
+/* Structs and numbers shared between the eBPF data path and Go.
+ * Go gets them through bpf2go -type; change both sides together. */
+#ifndef NETD_SHARED_H
+#define NETD_SHARED_H
+
+#include <linux/types.h>
+
+#define NETD_MAX_ENDPOINTS 4096
+#define NETD_MAX_NETWORKS 1024
+
+/* Drop reasons: index into ep_counters.drops; Go names them by the suffix after DROP_. */
+enum drop_reason {
+	DROP_SPOOF_MAC = 0,  /* source MAC is not the endpoint's own */
+	DROP_SPOOF_IP = 1,   /* IPv4 source address is not the endpoint's own */
+	DROP_SPOOF_ARP = 2,  /* ARP sender MAC/IP is not the endpoint's own */
+	DROP_ICC_DENIED = 3, /* inter-container traffic disabled on the network */
+	DROP_MALFORMED = 4,  /* truncated or invalid Ethernet/IPv4/ARP header */
+	DROP_REASON_MAX = 5,
+};
+
+/* network_info.flags */
+#define NET_F_ICC (1U << 0)
+
+/* Key of the endpoint table: isolation between networks comes from the index. */
+struct endpoint_key {
+	__u32 net_index;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+struct endpoint_info {
+	__u32 ifindex;   /* host-side veth */
+	__u32 net_index;
+	__be32 ipv4;     /* network byte order */
+	__u8 mac[6];
+	__u16 flags;
+};
+
+/* What the owner of a host-side veth may send as (anti-spoofing). */
+struct iface_info {
+	__u32 net_index;
+	__be32 ipv4;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+struct network_info {
+	__u32 flags;
+};
+
+/* Per-CPU, per host-side ifindex: what the sender on that veth did. */
+struct ep_counters {
+	__u64 fast_pkts;
+	__u64 fast_bytes;
+	__u64 slow_pkts;
+	__u64 drops[DROP_REASON_MAX];
+};
+
+#endif /* NETD_SHARED_H */
