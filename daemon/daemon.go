@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/netd-dev/netd/api"
 	"github.com/netd-dev/netd/dataplane"
 )
 
@@ -30,10 +31,6 @@ type Config struct {
 	AddressPools                                 []string // raw Docker syntax; empty = DefaultAddressPools()
 	Logger                                       *slog.Logger
 
-	// NewAccelerator, when set, builds the eBPF fast path handed to the
-	// bridge driver; Run calls it once bpffs is mounted and pinDir exists.
-	// Unset means the kernel path only.
-	NewAccelerator func(pinDir string, log *slog.Logger) (dataplane.Accelerator, error)
 	// Status answers GET /v1/dataplane. Unset, the accelerator answers if
 	// it implements StatusProvider; otherwise the API answers 501.
 	Status StatusProvider
@@ -109,18 +106,27 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	// The eBPF fast path adopts whatever a previous daemon pinned, so
+	// forwarding never stops across a restart. Without it, kernel networks
+	// still work; ebpf ones are refused with the reason.
 	var accel dataplane.Accelerator
-	if cfg.NewAccelerator != nil {
-		if accel, err = cfg.NewAccelerator(cfg.PinDir(), log); err != nil {
-			return fmt.Errorf("start eBPF dataplane: %w", err)
-		}
-		if sp, ok := accel.(StatusProvider); ok && cfg.Status == nil {
-			cfg.Status = sp
+	ebpfState, accelErr := dataplane.NewEBPF(cfg.PinDir(), log)
+	switch {
+	case accelErr != nil && cfg.Dataplane == api.DataplaneEBPF:
+		return fmt.Errorf("start eBPF dataplane: %w (start with --dataplane kernel to run without it)", accelErr)
+	case accelErr != nil:
+		log.Warn("eBPF dataplane unavailable; only kernel networks can be created", "err", accelErr)
+	default:
+		defer ebpfState.Close()
+		accel = ebpfState
+		if cfg.Status == nil {
+			cfg.Status = ebpfState
 		}
 	}
 	bridge, err := dataplane.NewBridgeDriver(dataplane.BridgeDriverConfig{
 		NodeName:    cfg.NodeName,
 		Accelerator: accel,
+		AccelError:  accelErr,
 		Logger:      log,
 	})
 	if err != nil {

@@ -38,6 +38,10 @@ type BridgeDriverConfig struct {
 	NodeName    string      // names the nftables tables: netd_<node>
 	Accelerator Accelerator // nil: kernel path only
 	Logger      *slog.Logger
+	// AccelError says why there is no Accelerator; networks asking for the
+	// ebpf dataplane are then refused with it instead of silently running
+	// on the kernel path.
+	AccelError error
 	// NetNSPath is the netns the driver works in (the "host"); empty means
 	// the netns of the thread calling NewBridgeDriver.
 	NetNSPath string
@@ -47,9 +51,10 @@ type BridgeDriverConfig struct {
 // veth pair per endpoint and nftables rules, like Docker's bridge driver.
 // It implements daemon.Driver.
 type BridgeDriver struct {
-	accel Accelerator
-	log   *slog.Logger
-	table string
+	accel    Accelerator
+	accelErr error
+	log      *slog.Logger
+	table    string
 
 	ns netns.NsHandle  // the host netns every kernel object lives in
 	nl *netlink.Handle // netlink bound to ns, whatever thread calls us
@@ -86,13 +91,14 @@ func NewBridgeDriver(cfg BridgeDriverConfig) (*BridgeDriver, error) {
 		log = slog.Default()
 	}
 	return &BridgeDriver{
-		accel: cfg.Accelerator,
-		log:   log.With("driver", "bridge"),
-		table: NftTableName(cfg.NodeName),
-		ns:    ns,
-		nl:    h,
-		nets:  map[string]*NetworkConfig{},
-		ports: map[string]map[string]struct{}{},
+		accel:    cfg.Accelerator,
+		accelErr: cfg.AccelError,
+		log:      log.With("driver", "bridge"),
+		table:    NftTableName(cfg.NodeName),
+		ns:       ns,
+		nl:       h,
+		nets:     map[string]*NetworkConfig{},
+		ports:    map[string]map[string]struct{}{},
 	}, nil
 }
 
@@ -136,6 +142,13 @@ func (d *BridgeDriver) CreateNetwork(ctx context.Context, n *NetworkConfig) erro
 	}
 	if n.BridgeName == "" || len(n.BridgeName) >= unix.IFNAMSIZ {
 		return fmt.Errorf("create network %s: invalid bridge name %q", n.Name, n.BridgeName)
+	}
+	if n.Dataplane == DataplaneEBPF && d.accel == nil {
+		why := d.accelErr
+		if why == nil {
+			why = errors.New("no eBPF dataplane loaded")
+		}
+		return fmt.Errorf("create network %s: the ebpf dataplane is not available on this host (%v): use -o %s=kernel", n.Name, why, "netd.dataplane")
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

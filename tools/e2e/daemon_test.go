@@ -6,7 +6,6 @@ import (
 	"context"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -149,17 +148,3 @@ func TestSecondDaemonSameStateDir(t *testing.T) {
 }
 
 // bpfProgIDs lists the prog_id of every TC/TCX attachment in the host namespace.
-func bpfProgIDs(t *testing.T, h *lab.Host) []string {
-	t.Helper()
-	out, errOut, code := h.Run("bpftool", "net", "show")
-	if code != 0 {
-		t.Fatalf("bpftool net show: %s", errOut)
-	}
-	ids := regexp.MustCompile(`\b(?:prog_id|id) (\d+)`).FindAllStringSubmatch(out, -1)
-	var s []string
-	for _, m := range ids {
-		s = append(s, m[1])
-	}
-	sort.Strings(s)
-	return s
-}

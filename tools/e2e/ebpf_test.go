@@ -73,9 +73,15 @@ func TestEBPFCountersAndShow(t *testing.T) {
 
 	// Spoofing: a's frames with b's source address are dropped and counted.
 	ipB := ctrIP(t, h, "cb", "fast")
+	// The gateway's neighbour entry is resolved first with a's real address,
+	// so the spoofed pings leave as IPv4 (SPOOF_IP), not only as ARP.
+	mustPing(t, h, "ca", "10.213.0.1")
 	h.Exec("ca", "ip", "addr", "add", ipB+"/32", "dev", "eth0")
 	h.Exec("ca", "ping", "-c", "3", "-W", "1", "-i", "0.2", "-I", ipB, "10.213.0.1")
 	c2, _ := counters(dataplaneStatus(t, h), hostIf)
+	if got := c2.Drops["SPOOF_IP"] - c1.Drops["SPOOF_IP"]; got < 3 {
+		t.Errorf("SPOOF_IP drops moved by %d, want >= 3: before %v after %v", got, c1.Drops, c2.Drops)
+	}
 	var drops0, drops2 uint64
 	for _, v := range c1.Drops {
 		drops0 += v

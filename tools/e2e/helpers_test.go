@@ -309,11 +309,9 @@ func checkDataplane(t *testing.T, h *lab.Host, dp, ctr, network string) {
 		t.Fatalf("%s has no endpoint on %s", ctr, network)
 	}
 	hostIf := "nd" + ep.EndpointID[:12]
-	out, errOut, code := h.Run("bpftool", "net", "show", "dev", hostIf)
-	if code != 0 {
-		t.Fatalf("bpftool net show dev %s: %s", hostIf, errOut)
-	}
-	attached := regexp.MustCompile(`(?m)^` + hostIf + `\(\d+\) \S*ingress`).MatchString(out)
+	progs := ingressPrograms(t, h)
+	attached := len(progs[hostIf]) > 0
+	out := fmt.Sprint(progs)
 	switch {
 	case dp == api.DataplaneEBPF && !attached:
 		t.Errorf("network %s is on the ebpf dataplane but %s has no ingress program:\n%s", network, hostIf, out)
