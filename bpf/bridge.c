@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Bridge fast path: TC ingress of every host-side veth, i.e. frames a container sends.
  * Same-network unicast goes straight to the peer with bpf_redirect_peer; everything
- * else goes on to the Linux bridge (slow path). Spoofed frames are dropped here. */
+ * else goes on to the Linux bridge (slow path). Spoofed frames, and IPv4 the host
+ * would route into another network or out of an internal one, are dropped here. */
 
 #include "common.h"
 #include "maps.h"
@@ -10,6 +11,7 @@
 #include "arp.h"
 #include "counters.h"
 #include "endpoint.h"
+#include "policy.h"
 
 /* Keeps enum drop_reason in BTF so bpf2go can generate it for Go. */
 const enum drop_reason *unused_drop_reason __attribute__((unused));
@@ -22,8 +24,10 @@ int from_container(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	struct iface_info *self;
 	struct endpoint_info *dst;
+	struct network_info *net;
 	struct ethhdr *eth = data;
-	bool known;
+	bool is_ipv4 = false;
+	__be32 daddr = 0;
 	__be16 proto;
 
 	self = bpf_map_lookup_elem(&ifaces, &ifindex);
@@ -48,6 +52,8 @@ int from_container(struct __sk_buff *skb)
 			return drop(ifindex, DROP_MALFORMED);
 		if (ip->saddr != self->ipv4)
 			return drop(ifindex, DROP_SPOOF_IP);
+		is_ipv4 = true;
+		daddr = ip->daddr;
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
 		struct netd_arphdr *arp = arp_parse(eth + 1, data_end);
 
@@ -61,15 +67,17 @@ int from_container(struct __sk_buff *skb)
 	if (mac_is_group(eth->h_dest))
 		return pass_slow(ifindex);
 
+	net = network_lookup(self->net_index);
 	dst = endpoint_lookup(self->net_index, eth->h_dest);
-	if (!dst || dst->ifindex == ifindex)
-		return pass_slow(ifindex); /* gateway, unknown or hairpin: the bridge decides */
-
-	bool icc = network_icc(self->net_index, &known);
-	if (!known)
+	if (!dst || dst->ifindex == ifindex || !net) {
+		/* Gateway, unknown or hairpin: the bridge decides, within the policy. */
+		if (is_ipv4)
+			return ipv4_policy(ifindex, self, net, daddr);
 		return pass_slow(ifindex);
+	}
+
 	/* Like Docker's icc=false, which filters IP but leaves ARP working. */
-	if (!icc && proto != bpf_htons(ETH_P_ARP))
+	if (!(net->flags & NET_F_ICC) && proto != bpf_htons(ETH_P_ARP))
 		return drop(ifindex, DROP_ICC_DENIED);
 
 	count_fast(ifindex, skb->len);

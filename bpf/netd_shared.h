@@ -15,11 +15,14 @@ enum drop_reason {
 	DROP_SPOOF_ARP = 2,  /* ARP sender MAC/IP is not the endpoint's own */
 	DROP_ICC_DENIED = 3, /* inter-container traffic disabled on the network */
 	DROP_MALFORMED = 4,  /* truncated or invalid Ethernet/IPv4/ARP header */
-	DROP_REASON_MAX = 5,
+	DROP_ISOLATED = 5,   /* IPv4 destination in another netd network's subnet */
+	DROP_INTERNAL = 6,   /* IPv4 destination outside the subnet of an internal network */
+	DROP_REASON_MAX = 7,
 };
 
 /* network_info.flags */
 #define NET_F_ICC (1U << 0)
+#define NET_F_INTERNAL (1U << 1) /* no IPv4 beyond the network's own subnet */
 
 /* Key of the endpoint table: isolation between networks comes from the index. */
 struct endpoint_key {
@@ -46,6 +49,19 @@ struct iface_info {
 
 struct network_info {
 	__u32 flags;
+};
+
+/* LPM trie key of the subnets map: prefixlen first, as the kernel requires. */
+struct subnet_key {
+	__u32 prefixlen;
+	__be32 addr; /* network byte order */
+};
+
+/* Which netd network a subnet belongs to. The gateway is the host's own
+ * address: reaching it is not routing into the other network. */
+struct subnet_info {
+	__u32 net_index;
+	__be32 gateway; /* network byte order; 0 when the network has none */
 };
 
 /* Per-CPU, per host-side ifindex: what the sender on that veth did. */

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -51,6 +52,7 @@ type EBPF struct {
 	endpoints *ebpf.Map
 	ifaces    *ebpf.Map
 	networks  *ebpf.Map
+	subnets   *ebpf.Map
 	counters  *ebpf.Map
 	forceTC   bool                   // tests: behave as if TCX were missing
 	tcxBroken bool                   // TCX probed unsupported: use clsact
@@ -110,6 +112,7 @@ func NewEBPF(pinDir string, logger *slog.Logger) (*EBPF, error) {
 		fastpathMapEndpoints: &e.endpoints,
 		fastpathMapIfaces:    &e.ifaces,
 		fastpathMapNetworks:  &e.networks,
+		fastpathMapSubnets:   &e.subnets,
 		fastpathMapCounters:  &e.counters,
 	}
 	for name, dst := range maps {
@@ -228,6 +231,7 @@ func (e *EBPF) loadProgram(spec *ebpf.CollectionSpec, forceReload bool) error {
 			fastpathMapEndpoints: e.endpoints,
 			fastpathMapIfaces:    e.ifaces,
 			fastpathMapNetworks:  e.networks,
+			fastpathMapSubnets:   e.subnets,
 			fastpathMapCounters:  e.counters,
 		},
 	})
@@ -283,7 +287,7 @@ func (e *EBPF) sameProgram(ps *ebpf.ProgramSpec, p *ebpf.Program) bool {
 	for _, id := range ids {
 		have[id] = true
 	}
-	for _, m := range []*ebpf.Map{e.endpoints, e.ifaces, e.networks, e.counters} {
+	for _, m := range []*ebpf.Map{e.endpoints, e.ifaces, e.networks, e.subnets, e.counters} {
 		mi, err := m.Info()
 		if err != nil {
 			return false
@@ -306,7 +310,8 @@ func (e *EBPF) ProgramID() ebpf.ProgramID {
 // PinDir is the bpffs directory holding the maps, program and links.
 func (e *EBPF) PinDir() string { return e.pinDir }
 
-// NetworkUp records the network's policy (ICC) for the data path.
+// NetworkUp records the network's policy (ICC, internal) and its subnet
+// (isolation between networks) for the data path.
 func (e *EBPF) NetworkUp(n *NetworkConfig) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -314,17 +319,36 @@ func (e *EBPF) NetworkUp(n *NetworkConfig) error {
 	if n.ICC {
 		ni.Flags |= netFlagICC
 	}
+	if n.Internal {
+		ni.Flags |= netFlagInternal
+	}
 	if err := e.networks.Put(n.Index, &ni); err != nil {
 		return fmt.Errorf("update network %s in eBPF map: %w", n.Name, err)
+	}
+	if k, v, ok := ebpfSubnetEntry(n); ok {
+		if err := e.subnets.Put(&k, &v); err != nil {
+			return fmt.Errorf("update subnet of network %s in eBPF map: %w", n.Name, err)
+		}
 	}
 	e.netNames[n.Index] = n.Name
 	return nil
 }
 
-// NetworkDown removes the network's policy; its endpoints then take the slow path.
+// NetworkDown removes the network's policy and subnet; its endpoints then take the slow path.
 func (e *EBPF) NetworkDown(n *NetworkConfig) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if k, _, ok := ebpfSubnetEntry(n); ok {
+		// Only our own entry: never take away a subnet another network now holds.
+		var cur fastpathSubnetInfo
+		err := e.subnets.Lookup(&k, &cur)
+		if err == nil && cur.NetIndex == n.Index {
+			err = e.subnets.Delete(&k)
+		}
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete subnet of network %s from eBPF map: %w", n.Name, err)
+		}
+	}
 	if err := e.networks.Delete(n.Index); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete network %s from eBPF map: %w", n.Name, err)
 	}
@@ -332,8 +356,32 @@ func (e *EBPF) NetworkDown(n *NetworkConfig) error {
 	return nil
 }
 
-// netFlagICC mirrors NET_F_ICC in bpf/netd_shared.h.
-const netFlagICC = 1 << 0
+// Flags of network_info, mirroring NET_F_* in bpf/netd_shared.h.
+const (
+	netFlagICC      = 1 << 0
+	netFlagInternal = 1 << 1
+)
+
+// ebpfIPv4 keeps an address in network order in memory, as the BPF side
+// compares it against the raw header word.
+func ebpfIPv4(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+// ebpfSubnetEntry is the subnets map entry of n; ok is false without an IPv4 subnet.
+func ebpfSubnetEntry(n *NetworkConfig) (fastpathSubnetKey, fastpathSubnetInfo, bool) {
+	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+		return fastpathSubnetKey{}, fastpathSubnetInfo{}, false
+	}
+	p := n.Subnet.Masked()
+	k := fastpathSubnetKey{Prefixlen: uint32(p.Bits()), Addr: ebpfIPv4(p.Addr())}
+	v := fastpathSubnetInfo{NetIndex: n.Index}
+	if n.Gateway.Is4() {
+		v.Gateway = ebpfIPv4(n.Gateway)
+	}
+	return k, v, true
+}
 
 func ebpfEndpointEntries(n *NetworkConfig, ep *EndpointConfig, ifindex int) (fastpathEndpointKey, fastpathEndpointInfo, fastpathIfaceInfo, error) {
 	var (
@@ -347,9 +395,7 @@ func ebpfEndpointEntries(n *NetworkConfig, ep *EndpointConfig, ifindex int) (fas
 	if !ep.Addr.Addr().Is4() {
 		return k, v, ii, fmt.Errorf("endpoint %s: address %s is not IPv4", ep.ID, ep.Addr)
 	}
-	ip := ep.Addr.Addr().As4()
-	// The BPF side compares against the raw header word: keep network order in memory.
-	ipv4 := binary.NativeEndian.Uint32(ip[:])
+	ipv4 := ebpfIPv4(ep.Addr.Addr())
 	k.NetIndex = n.Index
 	copy(k.Mac[:], ep.MAC)
 	v = fastpathEndpointInfo{Ifindex: uint32(ifindex), NetIndex: n.Index, Ipv4: ipv4}
@@ -603,6 +649,8 @@ var DropReasonNames = [...]string{
 	fastpathDropReasonDROP_SPOOF_ARP:  "SPOOF_ARP",
 	fastpathDropReasonDROP_ICC_DENIED: "ICC_DENIED",
 	fastpathDropReasonDROP_MALFORMED:  "MALFORMED",
+	fastpathDropReasonDROP_ISOLATED:   "ISOLATED",
+	fastpathDropReasonDROP_INTERNAL:   "INTERNAL",
 }
 
 // Compile-time check that every reason of the C enum has a Go name.
@@ -700,7 +748,7 @@ func (e *EBPF) Close() error {
 			errs = append(errs, fmt.Errorf("close program: %w", err))
 		}
 	}
-	for _, m := range []*ebpf.Map{e.endpoints, e.ifaces, e.networks, e.counters} {
+	for _, m := range []*ebpf.Map{e.endpoints, e.ifaces, e.networks, e.subnets, e.counters} {
 		if m == nil {
 			continue
 		}
@@ -708,7 +756,7 @@ func (e *EBPF) Close() error {
 			errs = append(errs, fmt.Errorf("close map: %w", err))
 		}
 	}
-	e.prog, e.endpoints, e.ifaces, e.networks, e.counters = nil, nil, nil, nil, nil
+	e.prog, e.endpoints, e.ifaces, e.networks, e.subnets, e.counters = nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 

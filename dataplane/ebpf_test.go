@@ -89,8 +89,10 @@ var (
 	fxIP2   = netip.MustParseAddr("10.1.0.3")
 	fxIP3   = netip.MustParseAddr("10.2.0.2")
 	fxGW    = netip.MustParseAddr("10.1.0.1")
-	fxNetA  = &NetworkConfig{Name: "neta", Index: 1, ICC: true}
-	fxNetB  = &NetworkConfig{Name: "netb", Index: 2, ICC: true}
+	fxGWB   = netip.MustParseAddr("10.2.0.1")
+	fxOut   = netip.MustParseAddr("192.0.2.7") // outside every netd subnet
+	fxNetA  = &NetworkConfig{Name: "neta", Index: 1, ICC: true, Subnet: netip.MustParsePrefix("10.1.0.0/24"), Gateway: fxGW}
+	fxNetB  = &NetworkConfig{Name: "netb", Index: 2, ICC: true, Subnet: netip.MustParsePrefix("10.2.0.0/24"), Gateway: fxGWB}
 )
 
 const (
@@ -210,8 +212,17 @@ func craftedFrames() []struct {
 		{"ipv4 to same-network endpoint", ethFrame(fxMAC2, fxMAC1, 0x0800, ip12), tcActRedirect, -1},
 		{"ipv4 with options to endpoint", ethFrame(fxMAC2, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP2, 6)), tcActRedirect, -1},
 		{"arp reply to endpoint", ethFrame(fxMAC2, fxMAC1, 0x0806, arpPacket(2, fxMAC1, fxIP1, fxMAC2, fxIP2)), tcActRedirect, -1},
-		{"ipv4 to other network's MAC", ethFrame(fxMAC3, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP3, 5)), tcActOK, -1},
+		{"ipv4 to other network's MAC", ethFrame(fxMAC3, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP3, 5)), tcActShot, int(fastpathDropReasonDROP_ISOLATED)},
 		{"ipv4 to gateway", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, netip.MustParseAddr("8.8.8.8"), 5)), tcActOK, -1},
+		{"ipv4 via gateway outside every subnet", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxOut, 5)), tcActOK, -1},
+		{"ipv4 to gateway address", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxGW, 5)), tcActOK, -1},
+		{"ipv4 via gateway to own subnet", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP2, 5)), tcActOK, -1},
+		{"ipv4 via gateway to other network", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP3, 5)), tcActShot, int(fastpathDropReasonDROP_ISOLATED)},
+		{"ipv4 via gateway to other network's broadcast", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, netip.MustParseAddr("10.2.0.255"), 5)), tcActShot, int(fastpathDropReasonDROP_ISOLATED)},
+		{"ipv4 to other network's gateway (the host)", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxGWB, 5)), tcActOK, -1},
+		{"ipv4 with options via gateway to other network", ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP3, 6)), tcActShot, int(fastpathDropReasonDROP_ISOLATED)},
+		{"broadcast ipv4 to other network", ethFrame(fxBcast, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP3, 5)), tcActOK, -1},
+		{"arp request for other network's address", ethFrame(fxBcast, fxMAC1, 0x0806, arpPacket(1, fxMAC1, fxIP1, make(net.HardwareAddr, 6), fxIP3)), tcActOK, -1},
 		{"ipv4 to own MAC (hairpin)", ethFrame(fxMAC1, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP1, 5)), tcActOK, -1},
 		{"arp request broadcast for gateway", ethFrame(fxBcast, fxMAC1, 0x0806, arpPacket(1, fxMAC1, fxIP1, make(net.HardwareAddr, 6), fxGW)), tcActOK, -1},
 		{"arp probe (spa 0)", ethFrame(fxBcast, fxMAC1, 0x0806, arpPacket(1, fxMAC1, netip.IPv4Unspecified(), make(net.HardwareAddr, 6), fxIP1)), tcActOK, -1},
@@ -298,6 +309,107 @@ func TestEBPFICCDisabled(t *testing.T) {
 	if ret, _ := runFrame(t, e, ethFrame(fxMAC2, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP2, 5))); ret != tcActOK {
 		t.Fatalf("after NetworkDown: verdict %d, want %d", ret, tcActOK)
 	}
+}
+
+// verdict runs one IPv4 frame from the sender and checks the verdict and that
+// exactly the expected counter moved (reason < 0: none of the drops).
+func verdict(t *testing.T, e *EBPF, what string, frame []byte, want uint32, reason int) {
+	t.Helper()
+	before := counters(t, e, fxIfSender)
+	ret, ok := runFrame(t, e, frame)
+	if !ok || ret != want {
+		t.Errorf("%s: verdict %d (ran %v), want %d", what, ret, ok, want)
+		return
+	}
+	after := counters(t, e, fxIfSender)
+	for i := range after.Drops {
+		d := after.Drops[i] - before.Drops[i]
+		if (i == reason) != (d == 1) || d > 1 {
+			t.Errorf("%s: drops[%s] moved by %d", what, DropReasonNames[i], d)
+		}
+	}
+	if want == tcActOK && after.SlowPkts != before.SlowPkts+1 {
+		t.Errorf("%s: slow packets %d -> %d", what, before.SlowPkts, after.SlowPkts)
+	}
+}
+
+func viaGW(dst netip.Addr) []byte {
+	return ethFrame(fxGWMAC, fxMAC1, 0x0800, ipv4Packet(fxIP1, dst, 5))
+}
+
+// The subnets map follows NetworkUp/NetworkDown, and a network only ever
+// removes its own subnet entry.
+func TestEBPFIsolationBetweenNetworks(t *testing.T) {
+	e := newFixture(t)
+	if _, err := os.Stat(filepath.Join(e.PinDir(), "subnets")); err != nil {
+		t.Fatalf("subnets map not pinned: %v", err)
+	}
+	isolated := int(fastpathDropReasonDROP_ISOLATED)
+	verdict(t, e, "to other network", viaGW(fxIP3), tcActShot, isolated)
+	verdict(t, e, "to own subnet via gateway", viaGW(fxIP2), tcActOK, -1)
+	verdict(t, e, "outside every subnet", viaGW(fxOut), tcActOK, -1)
+	// Same-network unicast still takes the fast path.
+	verdict(t, e, "to same-network peer", ethFrame(fxMAC2, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP2, 5)), tcActRedirect, -1)
+
+	// A longer prefix inside B's subnet belongs to a third network: longest match wins.
+	netC := &NetworkConfig{Name: "netc", Index: 3, ICC: true, Subnet: netip.MustParsePrefix("10.2.0.128/25"), Gateway: netip.MustParseAddr("10.2.0.129")}
+	if err := e.NetworkUp(netC); err != nil {
+		t.Fatal(err)
+	}
+	verdict(t, e, "to third network", viaGW(netip.MustParseAddr("10.2.0.130")), tcActShot, isolated)
+	verdict(t, e, "to third network's gateway", viaGW(netC.Gateway), tcActOK, -1)
+	if err := e.NetworkDown(netC); err != nil {
+		t.Fatal(err)
+	}
+	verdict(t, e, "to third network's old gateway, now B's subnet", viaGW(netC.Gateway), tcActShot, isolated)
+
+	// A network removed (or never on this dataplane) isolates nothing.
+	if err := e.NetworkDown(fxNetB); err != nil {
+		t.Fatal(err)
+	}
+	verdict(t, e, "to removed network", viaGW(fxIP3), tcActOK, -1)
+	if err := e.NetworkDown(fxNetB); err != nil { // idempotent
+		t.Fatalf("NetworkDown again: %v", err)
+	}
+
+	// Another network holding the same subnet keeps it when a stale owner goes down.
+	netD := &NetworkConfig{Name: "netd", Index: 4, ICC: true, Subnet: fxNetB.Subnet, Gateway: fxGWB}
+	if err := e.NetworkUp(netD); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.NetworkDown(fxNetB); err != nil {
+		t.Fatal(err)
+	}
+	verdict(t, e, "to subnet re-owned by another network", viaGW(fxIP3), tcActShot, isolated)
+}
+
+// On an internal network IPv4 never leaves the subnet, but the gateway and
+// the peers stay reachable.
+func TestEBPFInternalNetwork(t *testing.T) {
+	e := newFixture(t)
+	internal := *fxNetA
+	internal.Internal = true
+	if err := e.NetworkUp(&internal); err != nil {
+		t.Fatal(err)
+	}
+	var ni fastpathNetworkInfo
+	if err := e.networks.Lookup(internal.Index, &ni); err != nil || ni.Flags != netFlagICC|netFlagInternal {
+		t.Fatalf("network flags %#x (%v), want ICC|INTERNAL", ni.Flags, err)
+	}
+	verdict(t, e, "outside", viaGW(fxOut), tcActShot, int(fastpathDropReasonDROP_INTERNAL))
+	verdict(t, e, "host address of another network", viaGW(fxGWB), tcActShot, int(fastpathDropReasonDROP_INTERNAL))
+	verdict(t, e, "other network", viaGW(fxIP3), tcActShot, int(fastpathDropReasonDROP_ISOLATED))
+	verdict(t, e, "gateway address", viaGW(fxGW), tcActOK, -1)
+	verdict(t, e, "own subnet via gateway", viaGW(fxIP2), tcActOK, -1)
+	verdict(t, e, "peer", ethFrame(fxMAC2, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP2, 5)), tcActRedirect, -1)
+	verdict(t, e, "arp for the gateway", ethFrame(fxBcast, fxMAC1, 0x0806, arpPacket(1, fxMAC1, fxIP1, make(net.HardwareAddr, 6), fxGW)), tcActOK, -1)
+	verdict(t, e, "broadcast", ethFrame(fxBcast, fxMAC1, 0x0800, ipv4Packet(fxIP1, netip.MustParseAddr("255.255.255.255"), 5)), tcActOK, -1)
+
+	// Updating the network clears the flag again.
+	if err := e.NetworkUp(fxNetA); err != nil {
+		t.Fatal(err)
+	}
+	verdict(t, e, "outside after internal cleared", viaGW(fxOut), tcActOK, -1)
 }
 
 func TestEBPFUnknownInterfacePassed(t *testing.T) {

@@ -21,7 +21,9 @@ const (
 	fastpathDropReasonDROP_SPOOF_ARP  fastpathDropReason = 2
 	fastpathDropReasonDROP_ICC_DENIED fastpathDropReason = 3
 	fastpathDropReasonDROP_MALFORMED  fastpathDropReason = 4
-	fastpathDropReasonDROP_REASON_MAX fastpathDropReason = 5
+	fastpathDropReasonDROP_ISOLATED   fastpathDropReason = 5
+	fastpathDropReasonDROP_INTERNAL   fastpathDropReason = 6
+	fastpathDropReasonDROP_REASON_MAX fastpathDropReason = 7
 )
 
 type fastpathEndpointInfo struct {
@@ -45,7 +47,7 @@ type fastpathEpCounters struct {
 	FastPkts  uint64
 	FastBytes uint64
 	SlowPkts  uint64
-	Drops     [5]uint64
+	Drops     [7]uint64
 }
 
 type fastpathIfaceInfo struct {
@@ -61,6 +63,18 @@ type fastpathNetworkInfo struct {
 	Flags uint32
 }
 
+type fastpathSubnetInfo struct {
+	_        structs.HostLayout
+	NetIndex uint32
+	Gateway  uint32
+}
+
+type fastpathSubnetKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -69,6 +83,7 @@ const (
 	fastpathMapEndpoints        = "endpoints"
 	fastpathMapIfaces           = "ifaces"
 	fastpathMapNetworks         = "networks"
+	fastpathMapSubnets          = "subnets"
 	fastpathProgFromContainer   = "from_container"
 	fastpathVarUnusedDropReason = "unused_drop_reason"
 )
@@ -126,6 +141,7 @@ type fastpathMapSpecs struct {
 	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
 	Ifaces    *ebpf.MapSpec `ebpf:"ifaces"`
 	Networks  *ebpf.MapSpec `ebpf:"networks"`
+	Subnets   *ebpf.MapSpec `ebpf:"subnets"`
 }
 
 // fastpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -159,6 +175,7 @@ type fastpathMaps struct {
 	Endpoints *ebpf.Map `ebpf:"endpoints"`
 	Ifaces    *ebpf.Map `ebpf:"ifaces"`
 	Networks  *ebpf.Map `ebpf:"networks"`
+	Subnets   *ebpf.Map `ebpf:"subnets"`
 }
 
 func (m *fastpathMaps) Close() error {
@@ -167,6 +184,7 @@ func (m *fastpathMaps) Close() error {
 		m.Endpoints,
 		m.Ifaces,
 		m.Networks,
+		m.Subnets,
 	)
 }
 

@@ -14,12 +14,19 @@ static __always_inline struct endpoint_info *endpoint_lookup(__u32 net_index, co
 	return bpf_map_lookup_elem(&endpoints, &key);
 }
 
-static __always_inline bool network_icc(__u32 net_index, bool *known)
+static __always_inline struct network_info *network_lookup(__u32 net_index)
 {
-	struct network_info *n = bpf_map_lookup_elem(&networks, &net_index);
+	return bpf_map_lookup_elem(&networks, &net_index);
+}
 
-	*known = n != NULL;
-	return n && (n->flags & NET_F_ICC);
+/* The netd network whose subnet holds addr (longest prefix), or NULL. */
+static __always_inline struct subnet_info *subnet_lookup(__be32 addr)
+{
+	struct subnet_key key = {};
+
+	key.prefixlen = 32;
+	key.addr = addr;
+	return bpf_map_lookup_elem(&subnets, &key);
 }
 
 #endif /* NETD_ENDPOINT_H */

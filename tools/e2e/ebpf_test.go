@@ -137,3 +137,114 @@ func TestEBPFKill9ZeroLoss(t *testing.T) {
 	}
 	mustPing(t, h, "ca", ipB)
 }
+
+// hostIf is the host-side veth of ctr's endpoint on network.
+func hostIf(t *testing.T, h *lab.Host, ctr, network string) string {
+	t.Helper()
+	ep, found := inspectCtr(t, h, ctr).NetworkSettings.Networks[network]
+	if !found || len(ep.EndpointID) < 12 {
+		t.Fatalf("%s has no endpoint on %s", ctr, network)
+	}
+	return "nd" + ep.EndpointID[:12]
+}
+
+// epCounters reads the counters of one host-side veth, failing if it has none.
+func epCounters(t *testing.T, h *lab.Host, hostIf string) api.EndpointCounters {
+	t.Helper()
+	c, found := counters(dataplaneStatus(t, h), hostIf)
+	if !found {
+		t.Fatalf("no counters for %s", hostIf)
+	}
+	return c
+}
+
+// dropsMoved fails unless drop reason of hostIf moved by at least min since before.
+func dropsMoved(t *testing.T, h *lab.Host, hostIf, reason string, before api.EndpointCounters, min uint64) api.EndpointCounters {
+	t.Helper()
+	after := epCounters(t, h, hostIf)
+	got := after.Drops[reason] - before.Drops[reason]
+	if got < min {
+		t.Errorf("%s: %s drops moved by %d, want >= %d: before %v after %v", hostIf, reason, got, min, before.Drops, after.Drops)
+	} else {
+		t.Logf("%s: %s drops %d -> %d", hostIf, reason, before.Drops[reason], after.Drops[reason])
+	}
+	return after
+}
+
+// TestEBPFIsolationAndInternal checks that on the ebpf dataplane the program
+// itself (its counters move) drops IPv4 routed into another network and out
+// of an internal one, while the gateway, the host, the outside world and a
+// container on two networks keep working.
+func TestEBPFIsolationAndInternal(t *testing.T) {
+	l := newLab(t)
+	h := startHost(t, l, "h1", "--dataplane", api.DataplaneEBPF)
+	out := l.MustHost("out")
+	if err := l.Wire(h, out, "uplink", "10.250.0.1/24", "10.250.0.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	createNet(t, h, api.DataplaneEBPF, "red", "--subnet", "10.217.1.0/24")
+	createNet(t, h, api.DataplaneEBPF, "blue", "--subnet", "10.217.2.0/24")
+	createNet(t, h, api.DataplaneEBPF, "closed", "--subnet", "10.217.3.0/24", "--internal")
+	createCtr(t, h, "r1", "--network", "red")
+	createCtr(t, h, "r2", "--network", "red")
+	createCtr(t, h, "b1", "--network", "blue")
+	createCtr(t, h, "i1", "--network", "closed")
+	createCtr(t, h, "i2", "--network", "closed")
+	checkDataplane(t, h, api.DataplaneEBPF, "r1", "red")
+	checkDataplane(t, h, api.DataplaneEBPF, "i1", "closed")
+	ipR2, ipB1 := ctrIP(t, h, "r2", "red"), ctrIP(t, h, "b1", "blue")
+
+	// Isolation: red -> blue and blue -> red die in eBPF, counted as ISOLATED.
+	r1If, b1If := hostIf(t, h, "r1", "red"), hostIf(t, h, "b1", "blue")
+	mustPing(t, h, "r1", ipR2) // control: the network itself works
+	c := epCounters(t, h, r1If)
+	mustNotPing(t, h, "r1", ipB1)
+	c = dropsMoved(t, h, r1If, "ISOLATED", c, 3)
+	cb := epCounters(t, h, b1If)
+	mustNotPing(t, h, "b1", ctrIP(t, h, "r1", "red"))
+	dropsMoved(t, h, b1If, "ISOLATED", cb, 3)
+
+	// The gateway (the host), the host's other addresses and the outside stay reachable.
+	mustPing(t, h, "r1", "10.217.1.1")
+	mustPing(t, h, "r1", "10.250.0.1")
+	mustPing(t, h, "r1", "10.250.0.2")
+	// Blue's gateway address is the host too: reachable as on the kernel dataplane.
+	mustPing(t, h, "r1", "10.217.2.1")
+	if after := epCounters(t, h, r1If); after.Drops["ISOLATED"] != c.Drops["ISOLATED"] || after.Drops["INTERNAL"] != 0 {
+		t.Errorf("allowed traffic counted as dropped: before %v after %v", c.Drops, after.Drops)
+	}
+
+	// Internal: even with a default route through the gateway nothing leaves the subnet.
+	i1If := hostIf(t, h, "i1", "closed")
+	if o, e, code := h.Exec("i1", "ip", "route", "replace", "default", "via", "10.217.3.1"); code != 0 {
+		t.Fatalf("add default route in i1: %s%s", o, e)
+	}
+	ci := epCounters(t, h, i1If)
+	mustNotPing(t, h, "i1", "10.250.0.2")
+	mustNotPing(t, h, "i1", "10.250.0.1")
+	ci = dropsMoved(t, h, i1If, "INTERNAL", ci, 6)
+	mustNotPing(t, h, "i1", ipR2)
+	ci = dropsMoved(t, h, i1If, "ISOLATED", ci, 3)
+	mustPing(t, h, "i1", "10.217.3.1")
+	mustPing(t, h, "i1", ctrIP(t, h, "i2", "closed"))
+	if after := epCounters(t, h, i1If); after.Drops["INTERNAL"] != ci.Drops["INTERNAL"] {
+		t.Errorf("traffic inside the internal subnet dropped: before %v after %v", ci.Drops, after.Drops)
+	}
+
+	// A container on red (eth0) and blue (eth1, connected later) reaches both.
+	createCtr(t, h, "both", "--network", "red")
+	ok(t, h, "network", "connect", "blue", "both")
+	bothBlue := hostIf(t, h, "both", "blue")
+	c0 := epCounters(t, h, bothBlue)
+	mustPing(t, h, "both", ctrIP(t, h, "r1", "red"))
+	mustPing(t, h, "both", ipB1)
+	c1 := epCounters(t, h, bothBlue)
+	if c1.FastPackets < c0.FastPackets+3 {
+		t.Errorf("both -> b1 did not take blue's fast path: before %+v after %+v", c0, c1)
+	}
+	for _, ifname := range []string{hostIf(t, h, "both", "red"), bothBlue} {
+		if d := epCounters(t, h, ifname).Drops; d["ISOLATED"] != 0 || d["INTERNAL"] != 0 {
+			t.Errorf("%s of the two-network container has policy drops: %v", ifname, d)
+		}
+	}
+}
