@@ -1,0 +1,351 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/netd-dev/netd/api"
+)
+
+// Setup names; the ratio columns are relative to the first two.
+const (
+	setupKernel = "kernel"
+	setupVeth   = "veth"
+	setupEBPF   = "ebpf"
+)
+
+// Metric describes one measured quantity.
+type Metric struct {
+	Key          string `json:"key"`
+	Title        string `json:"title"`
+	Unit         string `json:"unit"`
+	HigherBetter bool   `json:"higher_better"`
+}
+
+// Metric keys; one latency run yields both percentiles.
+const (
+	metricTCP = "tcp_gbps"
+	metricPPS = "udp64_mpps"
+	metricP50 = "rr_p50_us"
+	metricP99 = "rr_p99_us"
+)
+
+// metrics is the fixed display order of the table and the chart panels.
+var metrics = []Metric{
+	{Key: metricTCP, Title: "TCP throughput", Unit: "Gbit/s", HigherBetter: true},
+	{Key: metricPPS, Title: "64B UDP rate", Unit: "Mpps", HigherBetter: true},
+	{Key: metricP50, Title: "RR latency p50", Unit: "µs", HigherBetter: false},
+	{Key: metricP99, Title: "RR latency p99", Unit: "µs", HigherBetter: false},
+}
+
+func metricByKey(key string) (Metric, bool) {
+	for _, m := range metrics {
+		if m.Key == key {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
+
+// Sample is one measurement of one metric of one setup in one round.
+type Sample struct {
+	Round  int       `json:"round"`
+	Setup  string    `json:"setup"`
+	Metric string    `json:"metric"`
+	Value  float64   `json:"value"`
+	At     time.Time `json:"at"`
+	// Extra holds side numbers of the run (e.g. packets sent, retransmits).
+	Extra map[string]float64 `json:"extra,omitempty"`
+}
+
+// Failure records a setup or measurement that did not produce a number.
+type Failure struct {
+	Round  int    `json:"round,omitempty"`
+	Setup  string `json:"setup"`
+	Metric string `json:"metric,omitempty"`
+	Error  string `json:"error"`
+}
+
+// Stat summarises the samples of one setup and metric.
+type Stat struct {
+	Setup  string  `json:"setup"`
+	Metric string  `json:"metric"`
+	N      int     `json:"n"`
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	// Ratios of medians; nil when the reference setup has no samples.
+	VsKernel *float64 `json:"vs_kernel,omitempty"`
+	VsVeth   *float64 `json:"vs_veth,omitempty"`
+}
+
+// Target is one goal of issue 3, checked against the medians.
+type Target struct {
+	Desc     string   `json:"desc"`
+	Setup    string   `json:"setup"`
+	Metric   string   `json:"metric"`
+	Ref      string   `json:"ref"`
+	AtLeast  bool     `json:"at_least"` // ratio >= Bound, else ratio <= Bound
+	Bound    float64  `json:"bound"`
+	Ratio    *float64 `json:"ratio,omitempty"`
+	Achieved *bool    `json:"achieved,omitempty"`
+}
+
+// targets are the acceptance numbers of issue 3 for the eBPF dataplane.
+var targets = []Target{
+	{Desc: "small-packet rate >= 1.35x kernel", Setup: setupEBPF, Metric: metricPPS, Ref: setupKernel, AtLeast: true, Bound: 1.35},
+	{Desc: "p50 latency <= 0.85x kernel", Setup: setupEBPF, Metric: metricP50, Ref: setupKernel, AtLeast: false, Bound: 0.85},
+	{Desc: "TCP throughput >= 1.0x kernel", Setup: setupEBPF, Metric: metricTCP, Ref: setupKernel, AtLeast: true, Bound: 1.0},
+	{Desc: "small-packet rate >= 0.95x veth", Setup: setupEBPF, Metric: metricPPS, Ref: setupVeth, AtLeast: true, Bound: 0.95},
+}
+
+// Config is the run configuration as recorded in the JSON.
+type Config struct {
+	Rounds   int      `json:"rounds"`
+	Duration string   `json:"duration"`
+	Setups   []string `json:"setups"`
+	NetdBin  string   `json:"netd_bin,omitempty"`
+	Latency  string   `json:"latency_tool"`
+	Pin      string   `json:"pin_client_server,omitempty"`
+}
+
+// Result is the whole JSON document written to the out dir.
+type Result struct {
+	Started  time.Time         `json:"started"`
+	Finished time.Time         `json:"finished"`
+	Host     map[string]string `json:"host"`
+	Config   Config            `json:"config"`
+	Samples  []Sample          `json:"samples"`
+	Failures []Failure         `json:"failures"`
+	// Retried lists measurements that failed once and were run again.
+	Retried []Failure `json:"retried"`
+	Summary []Stat    `json:"summary"`
+	Targets []Target  `json:"targets"`
+	// Dataplane is `netd dataplane show` of each eBPF setup after the run.
+	Dataplane map[string]*api.DataplaneStatus `json:"dataplane,omitempty"`
+}
+
+// counterLine sums an eBPF setup's endpoint counters into one line for the report.
+func counterLine(setup string, st *api.DataplaneStatus) string {
+	var fast, slow, drops uint64
+	for _, e := range st.Endpoints {
+		fast += e.FastPackets
+		slow += e.SlowPackets
+		for _, n := range e.Drops {
+			drops += n
+		}
+	}
+	return fmt.Sprintf("%s counters after the run: %d program attachment(s), %d endpoint(s), fast path %d packets, slow path %d packets, drops %d",
+		setup, len(st.Programs), len(st.Endpoints), fast, slow, drops)
+}
+
+// median returns the median of xs (mean of the middle two for even n); NaN when empty.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func minMax(xs []float64) (lo, hi float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	lo, hi = xs[0], xs[0]
+	for _, x := range xs[1:] {
+		lo = math.Min(lo, x)
+		hi = math.Max(hi, x)
+	}
+	return lo, hi
+}
+
+// ratio returns a/b, or nil when either is missing or b is zero.
+func ratio(a, b float64) *float64 {
+	if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
+		return nil
+	}
+	r := a / b
+	return &r
+}
+
+// summarize computes one Stat per (setup, metric) that has samples, in setup then metric order.
+func summarize(samples []Sample, setups []string) []Stat {
+	vals := map[[2]string][]float64{}
+	for _, s := range samples {
+		k := [2]string{s.Setup, s.Metric}
+		vals[k] = append(vals[k], s.Value)
+	}
+	medOf := func(setup, metric string) float64 {
+		return median(vals[[2]string{setup, metric}])
+	}
+	var out []Stat
+	for _, setup := range setups {
+		for _, m := range metrics {
+			xs := vals[[2]string{setup, m.Key}]
+			if len(xs) == 0 {
+				continue
+			}
+			lo, hi := minMax(xs)
+			st := Stat{Setup: setup, Metric: m.Key, N: len(xs), Median: median(xs), Min: lo, Max: hi}
+			if setup != setupKernel {
+				st.VsKernel = ratio(st.Median, medOf(setupKernel, m.Key))
+			}
+			if setup != setupVeth {
+				st.VsVeth = ratio(st.Median, medOf(setupVeth, m.Key))
+			}
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// checkTargets fills Ratio and Achieved of each target whose setups were measured.
+func checkTargets(stats []Stat) []Target {
+	med := map[[2]string]float64{}
+	for _, s := range stats {
+		med[[2]string{s.Setup, s.Metric}] = s.Median
+	}
+	out := make([]Target, 0, len(targets))
+	for _, t := range targets {
+		a, okA := med[[2]string{t.Setup, t.Metric}]
+		b, okB := med[[2]string{t.Ref, t.Metric}]
+		if okA && okB {
+			if r := ratio(a, b); r != nil {
+				t.Ratio = r
+				ok := *r <= t.Bound
+				if t.AtLeast {
+					ok = *r >= t.Bound
+				}
+				t.Achieved = &ok
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// formatValue prints a value with about three significant digits.
+func formatValue(v float64) string {
+	switch a := math.Abs(v); {
+	case math.IsNaN(v):
+		return "-"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1 || a == 0:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+func formatRatio(r *float64) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", *r)
+}
+
+// writeTable renders the summary and the target check as aligned text.
+func writeTable(w io.Writer, stats []Stat, tgts []Target, failures, retried []Failure) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tSETUP\tN\tMEDIAN\tMIN–MAX\tvs KERNEL\tvs VETH\t")
+	for _, m := range metrics {
+		better := "higher is better"
+		if !m.HigherBetter {
+			better = "lower is better"
+		}
+		first := true
+		for _, s := range stats {
+			if s.Metric != m.Key {
+				continue
+			}
+			label := ""
+			if first {
+				label = fmt.Sprintf("%s (%s, %s)", m.Title, m.Unit, better)
+				first = false
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s–%s\t%s\t%s\t\n", label, s.Setup, s.N,
+				formatValue(s.Median), formatValue(s.Min), formatValue(s.Max),
+				formatRatio(s.VsKernel), formatRatio(s.VsVeth))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	var checked []Target
+	for _, t := range tgts {
+		if t.Achieved != nil {
+			checked = append(checked, t)
+		}
+	}
+	if len(checked) > 0 {
+		fmt.Fprintln(w, "\nTargets (issue 3, ebpf medians):")
+		for _, t := range checked {
+			mark := "MISS"
+			if *t.Achieved {
+				mark = "ok"
+			}
+			fmt.Fprintf(w, "  %-4s  %-34s measured %s\n", mark, t.Desc, formatRatio(t.Ratio))
+		}
+	}
+	writeFailures(w, "Retried after a failure:", retried)
+	writeFailures(w, "Failures:", failures)
+	return nil
+}
+
+func writeFailures(w io.Writer, title string, fs []Failure) {
+	if len(fs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\n"+title)
+	for _, f := range fs {
+		where := f.Setup
+		if f.Metric != "" {
+			where += "/" + f.Metric
+		}
+		if f.Round > 0 {
+			where += fmt.Sprintf(" round %d", f.Round)
+		}
+		fmt.Fprintf(w, "  %s: %s\n", where, oneLine(f.Error, 600))
+	}
+}
+
+// oneLine flattens an error text for the table and caps its length.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+// writeJSON writes the result document with every sample.
+func writeJSON(path string, r *Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create out dir: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
