@@ -26,6 +26,9 @@ func TestPermuteArgs(t *testing.T) {
 		{"netd container exec web ip -4 addr", "netd container exec web -- ip -4 addr"},
 		{"netd container exec web -- ip -4 addr", "netd container exec web -- ip -4 addr"},
 		{"netd network rm a -f b", "netd network rm --force a b"},
+		// A trailing value flag stays last, so it is reported as missing its value.
+		{"netd network create x -o", "netd network create -o"},
+		{"netd network create x --subnet 10.0.0.0/24 -d", "netd network create --subnet 10.0.0.0/24 -d"},
 		{"netd network ls -f driver=x --filter=name=y -q", "netd network ls --filter driver=x --filter=name=y --quiet"},
 	}
 	for _, tt := range tests {

@@ -210,15 +210,23 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"network", "prune", "x"}, 1, "\"netd network prune\" accepts no arguments."},
 		{[]string{"network", "ls", "--bogus"}, 125, "unknown flag: --bogus\nSee 'netd network ls --help'.\n"},
 		{[]string{"network", "ls", "-z"}, 125, "unknown shorthand flag: 'z' in -z\n"},
-		{[]string{"network", "ls", "--filter", "driver"}, 1, "bad format of filter (expected name=value)"},
+		{[]string{"network", "ls", "--filter", "driver"}, 125, "bad format of filter (expected name=value)"},
 		{[]string{"container", "create"}, 1, "\"netd container create\" requires exactly 1 argument."},
 		{[]string{"container", "exec", "c1"}, 1, "\"netd container exec\" requires at least 2 arguments."},
 		{[]string{"container", "run", "c1", "--network", "n2"}, 1, "\"netd container run\" requires at least 2 arguments."},
 		{[]string{"container", "inspect"}, 1, "\"netd container inspect\" requires at least 1 argument."},
 		{[]string{"container", "create", "c1", "--ip", "300.1.1.1"}, 1, "invalid IPv4 address: 300.1.1.1"},
-		{[]string{"container", "create", "c1", "--mac-address", "zz:00"}, 1, "zz:00 is not a valid mac address"},
-		{[]string{"container", "create", "c1", "--label", "=x"}, 1, "invalid label '=x': empty name"},
+		{[]string{"container", "create", "c1", "--mac-address", "zz:00"}, 125, "zz:00 is not a valid mac address"},
+		{[]string{"container", "create", "c1", "--label", "=x"}, 125, "invalid label '=x': empty name"},
 		{[]string{"network", "connect", "--ip", "fe80::1", "n2", "c1"}, 1, "invalid IPv4 address: fe80::1"},
+		// A value flag at the end must not eat the positional before it.
+		{[]string{"network", "create", "x", "-o"}, 125, "flag needs an argument: 'o' in -o\nSee 'netd network create --help'.\n"},
+		{[]string{"network", "create", "x", "--label"}, 125, "flag needs an argument: --label\n"},
+		{[]string{"network", "ls", "--filter"}, 125, "flag needs an argument: --filter\n"},
+		{[]string{"network", "create", "x", "--internal=maybe"}, 125, "invalid argument \"maybe\" for \"--internal\" flag: strconv.ParseBool: parsing \"maybe\": invalid syntax\n"},
+		{[]string{"bogus"}, 1, "netd: 'bogus' is not a netd command.\nSee 'netd --help'\n"},
+		{[]string{"network", "bogus"}, 1, "netd network: 'bogus' is not a netd network command.\nSee 'netd network --help'\n"},
+		{[]string{"container", "bogus", "x"}, 1, "netd container: 'bogus' is not a netd container command."},
 		{[]string{"daemon", "--dataplane", "xdp"}, 1, "invalid --dataplane \"xdp\""},
 		{[]string{"daemon", "--log-level", "loud"}, 1, "invalid --log-level \"loud\""},
 	}
@@ -277,6 +285,7 @@ func TestNetworkCreateFlags(t *testing.T) {
 
 func TestNetworkCreateBadInput(t *testing.T) {
 	f := newFakeDaemon(t)
+	// Refused flag values are usage errors (125), inconsistent ones 1.
 	tests := []struct {
 		args []string
 		err  string
@@ -293,14 +302,18 @@ func TestNetworkCreateBadInput(t *testing.T) {
 		{[]string{"--subnet", "10.1.0.0/16", "--aux-address", "a=bogus"}, "invalid aux-address bogus"},
 		{[]string{"--subnet", "10.1.0.0/16", "--aux-address", "=10.1.0.5"}, "\"--aux-address\" flag: empty name"},
 		{[]string{"-o", "=1"}, "invalid argument \"=1\" for \"--opt\" flag: empty name"},
-		{[]string{"--label", "=v"}, "invalid label '=v': empty name"},
+		{[]string{"--label", "=v"}, "\"--label\" flag: invalid label '=v': empty name"},
 		{[]string{"--ipv6"}, "IPv6 networks are not supported yet"},
 		{[]string{"--subnet", "fd00::/64"}, "IPv6 networks are not supported yet"},
 	}
 	for _, tt := range tests {
 		args := append([]string{"network", "create", "x"}, tt.args...)
 		_, errs, code := netd(t, f.host, "", args...)
-		if code != 1 || !strings.Contains(errs, tt.err) {
+		want := 1
+		if strings.Contains(tt.err, "flag: ") {
+			want = 125
+		}
+		if code != want || !strings.Contains(errs, tt.err) {
 			t.Errorf("%v: code %d stderr %q, want %q", tt.args, code, errs, tt.err)
 		}
 	}
@@ -475,7 +488,7 @@ func TestContainerCommands(t *testing.T) {
 		t.Errorf("rm -f did not send force: %v", f.requests)
 	}
 	_, errs, code = netd(t, f.host, "", "container", "exec", "ghost", "--", "true")
-	if code != 1 || errs != "Error: No such container: ghost\n" {
+	if code != 1 || errs != "Error response from daemon: container ghost not found\n" {
 		t.Errorf("exec missing: %d %q", code, errs)
 	}
 }
@@ -527,11 +540,15 @@ func TestDataplaneShow(t *testing.T) {
 			{Interface: "nd1111", Hook: "tcx-ingress", Program: "from_container", ProgramID: 41},
 		},
 		Endpoints: []api.EndpointCounters{
-			{Network: "lab", Container: "web2", Interface: "nd2222", FastPackets: 10, FastBytes: 980, SlowPackets: 3,
+			{Network: "lab", Container: strings.Repeat("2", 64), Interface: "nd2222", FastPackets: 10, FastBytes: 980, SlowPackets: 3,
 				Drops: map[string]uint64{"spoof_ip": 2, "spoof_mac": 1, "icc": 0}},
-			{Network: "lab", Container: "web1", Interface: "nd1111"},
+			{Network: "lab", Container: strings.Repeat("1", 64), Interface: "nd1111"},
+			{Network: "lab", Container: strings.Repeat("9", 64), Interface: "nd9999"}, // removed meanwhile
 		},
 	}
+	// The status names containers by ID; the table shows their names.
+	f.containers["web1"] = api.Container{ID: strings.Repeat("1", 64), Name: "web1"}
+	f.containers["web2"] = api.Container{ID: strings.Repeat("2", 64), Name: "web2"}
 	out, errs, code := netd(t, f.host, "", "dataplane")
 	if code != 0 || errs != "" {
 		t.Fatalf("%d %q", code, errs)
@@ -542,9 +559,10 @@ func TestDataplaneShow(t *testing.T) {
 		"nd1111      tcx-ingress   from_container   41        \n" +
 		"nd2222      tcx-ingress   from_container   42        /sys/fs/bpf/netd/node1/links/nd2222\n" +
 		"\n" +
-		"NETWORK   CONTAINER   INTERFACE   FAST-PKTS   FAST-BYTES   SLOW-PKTS   DROPS\n" +
-		"lab       web1        nd1111      0           0            0           0\n" +
-		"lab       web2        nd2222      10          980          3           spoof_ip=2,spoof_mac=1\n"
+		"NETWORK   CONTAINER      INTERFACE   FAST-PKTS   FAST-BYTES   SLOW-PKTS   DROPS\n" +
+		"lab       999999999999   nd9999      0           0            0           0\n" +
+		"lab       web1           nd1111      0           0            0           0\n" +
+		"lab       web2           nd2222      10          980          3           spoof_ip=2,spoof_mac=1\n"
 	if out != want {
 		t.Errorf("got\n%s\nwant\n%s", out, want)
 	}
@@ -565,6 +583,12 @@ func TestVersionAndDaemonDown(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Client:\n Version:     dev\n API version: v1\n") ||
 		!strings.Contains(out, "Server:\n Version:     1.2.3\n") || !strings.Contains(out, " Node name:   node1\n") {
 		t.Errorf("version: %d\n%s", code, out)
+	}
+	// docker --version / -v: the client's version, no daemon needed.
+	for _, flag := range []string{"--version", "-v"} {
+		if out, _, code := netd(t, "/nonexistent.sock", "", flag); code != 0 || out != "netd version dev\n" {
+			t.Errorf("%s: %d %q", flag, code, out)
+		}
 	}
 	out, _, _ = netd(t, f.host, "", "version", "-f", "{{.Server.NodeName}} {{.Client.APIVersion}}")
 	if out != "node1 v1\n" {

@@ -29,6 +29,7 @@ func containerCommand() *cli.Command {
 		Name:         "container",
 		Usage:        "Manage containers (network namespaces)",
 		OnUsageError: usageError,
+		Action:       groupAction,
 		Subcommands: []*cli.Command{
 			containerCreateCommand(),
 			containerRunCommand(),
@@ -63,7 +64,7 @@ func containerCreateRequest(c *cli.Context, name string) (api.ContainerCreateReq
 	if mac != "" {
 		hw, err := net.ParseMAC(strings.TrimSpace(mac))
 		if err != nil || len(hw) != 6 {
-			return req, fmt.Errorf("invalid argument %q for \"--mac-address\" flag: %s is not a valid mac address", mac, mac)
+			return req, badFlagValue("invalid argument %q for \"--mac-address\" flag: %s is not a valid mac address", mac, mac)
 		}
 		mac = hw.String()
 	}
@@ -98,7 +99,7 @@ func containerCreateCommand() *cli.Command {
 			}
 			req, err := containerCreateRequest(c, c.Args().First())
 			if err != nil {
-				return err
+				return flagErr(c, err)
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -140,7 +141,7 @@ func containerRunCommand() *cli.Command {
 			}
 			req, err := containerCreateRequest(c, name)
 			if err != nil {
-				return err
+				return flagErr(c, err)
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -178,9 +179,7 @@ func containerExecCommand() *cli.Command {
 func execIn(c *cli.Context, cl *api.Client, name string, argv []string) error {
 	ct, err := cl.ContainerInspect(c.Context, name)
 	if err != nil {
-		if api.IsNotFound(err) {
-			return fmt.Errorf("Error: No such container: %s", name)
-		}
+		// As docker exec: "Error response from daemon: No such container: X".
 		return err
 	}
 	if ct.NetworkSettings.SandboxKey == "" {

@@ -47,7 +47,16 @@ func dataplaneShowCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return writeDataplane(c.App.Writer, st, c.String("format"))
+			format := c.String("format")
+			if format == "" || format == tableFormatKey {
+				// The status names containers by ID; the table shows names.
+				cts, err := cl.ContainerList(c.Context)
+				if err != nil {
+					return err
+				}
+				st = withContainerNames(st, cts)
+			}
+			return writeDataplane(c.App.Writer, st, format)
 		},
 	}
 }
@@ -100,6 +109,39 @@ func writeDataplane(w io.Writer, st api.DataplaneStatus, format string) error {
 			e.FastPackets, e.FastBytes, e.SlowPackets, formatDrops(e.Drops))
 	}
 	return tw.Flush()
+}
+
+// withContainerNames replaces container IDs in st's endpoints by names,
+// and shortens IDs it cannot resolve to docker's 12 characters.
+func withContainerNames(st api.DataplaneStatus, cts []api.Container) api.DataplaneStatus {
+	names := make(map[string]string, len(cts))
+	for _, ct := range cts {
+		names[ct.ID] = ct.Name
+	}
+	eps := make([]api.EndpointCounters, len(st.Endpoints))
+	for i, e := range st.Endpoints {
+		if n, ok := names[e.Container]; ok {
+			e.Container = n
+		} else if isFullID(e.Container) {
+			e.Container = truncID(e.Container)
+		}
+		eps[i] = e
+	}
+	st.Endpoints = eps
+	return st
+}
+
+// isFullID says whether s is a 64-hex-digit ID rather than a name.
+func isFullID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // formatDrops renders drop counters as "reason=n,..." sorted by reason;

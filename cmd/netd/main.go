@@ -48,11 +48,11 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Reader:                    stdin,
 		Writer:                    stdout,
 		ErrWriter:                 stderr,
-		HideVersion:               true,
 		DisableSliceFlagSeparator: true, // label values and address pools contain commas
 		// Errors are printed once, by run.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
+		Action:         groupAction,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "host",
@@ -154,18 +154,50 @@ func noArgs(c *cli.Context) error {
 	return nil
 }
 
-// usageError reports a bad flag like docker: status 125 and a pointer to --help.
+// usageError reports a bad flag like docker: status 125, pflag's wording
+// and a pointer to --help.
 func usageError(c *cli.Context, err error, _ bool) error {
-	msg := err.Error()
+	return &statusError{code: 125, msg: fmt.Sprintf("%s\nSee '%s --help'.", pflagMessage(err.Error()), commandPath(c))}
+}
+
+// pflagMessage rewrites the Go flag package's errors into the texts docker
+// users know from pflag.
+func pflagMessage(msg string) string {
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
 		name = strings.TrimLeft(name, "-")
 		if len(name) == 1 {
-			msg = "unknown shorthand flag: '" + name + "' in -" + name
-		} else {
-			msg = "unknown flag: --" + name
+			return "unknown shorthand flag: '" + name + "' in -" + name
+		}
+		return "unknown flag: --" + name
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		name = strings.TrimLeft(name, "-")
+		if len(name) == 1 {
+			return "flag needs an argument: '" + name + "' in -" + name
+		}
+		return "flag needs an argument: --" + name
+	}
+	// flag: invalid boolean value "x" for -internal: parse error
+	if rest, ok := strings.CutPrefix(msg, "invalid boolean value "); ok {
+		if val, name, ok := strings.Cut(rest, " for -"); ok {
+			name, _, _ = strings.Cut(name, ": ")
+			return fmt.Sprintf("invalid argument %s for \"--%s\" flag: strconv.ParseBool: parsing %s: invalid syntax", val, name, val)
 		}
 	}
-	return &statusError{code: 125, msg: fmt.Sprintf("%s\nSee '%s --help'.", msg, commandPath(c))}
+	return msg
+}
+
+// groupAction runs for a command group (or netd itself) given no known
+// subcommand: help without arguments, docker's error for an unknown one.
+func groupAction(c *cli.Context) error {
+	if c.NArg() == 0 {
+		if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
+			return cli.ShowAppHelp(c)
+		}
+		return cli.ShowSubcommandHelp(c)
+	}
+	path := commandPath(c)
+	return &statusError{code: 1, msg: fmt.Sprintf("%s: '%s' is not a %s command.\nSee '%s --help'", path, c.Args().First(), path, path)}
 }
 
 // passthrough names commands whose arguments after the given number of
@@ -224,9 +256,14 @@ func permuteArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
-			fl = append(fl, canonicalFlag(flags, a))
 			i++
-			if takesValue(flags, a) && i < len(args) {
+			if takesValue(flags, a) && i == len(args) {
+				// A value flag with nothing after it: leave it last so the
+				// parser reports it instead of taking a positional as its value.
+				return append(append(out, fl...), a)
+			}
+			fl = append(fl, canonicalFlag(flags, a))
+			if takesValue(flags, a) {
 				fl = append(fl, args[i])
 				i++
 			}
@@ -296,6 +333,21 @@ func takesValue(flags []cli.Flag, arg string) bool {
 // parseKV parses repeated key=value flag values. A value without "=" maps
 // the key to "" (docker's MapOpts); an empty key is an error.
 func parseKV(flag string, vals []string) (map[string]string, error) {
+	return kvMap(vals, func(v string) error {
+		return badFlagValue("invalid argument %q for \"--%s\" flag: empty name", v, flag)
+	})
+}
+
+// parseLabels is docker's label parsing: "k=v" or "k", name not empty.
+func parseLabels(vals []string) (map[string]string, error) {
+	return kvMap(vals, func(v string) error {
+		return badFlagValue("invalid argument %q for \"--label\" flag: invalid label '%s': empty name", v, v)
+	})
+}
+
+// kvMap splits vals at their first "=", failing with emptyKey(v) for a
+// value whose key is blank.
+func kvMap(vals []string, emptyKey func(v string) error) (map[string]string, error) {
 	if len(vals) == 0 {
 		return nil, nil
 	}
@@ -303,27 +355,30 @@ func parseKV(flag string, vals []string) (map[string]string, error) {
 	for _, v := range vals {
 		k, val, _ := strings.Cut(v, "=")
 		if strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("invalid argument %q for \"--%s\" flag: empty name", v, flag)
+			return nil, emptyKey(v)
 		}
 		m[k] = val
 	}
 	return m, nil
 }
 
-// parseLabels is docker's label parsing: "k=v" or "k", name not empty.
-func parseLabels(vals []string) (map[string]string, error) {
-	if len(vals) == 0 {
-		return nil, nil
+// flagValueError is a flag value refused before any request is sent:
+// pflag's error in docker, so status 125.
+type flagValueError struct{ msg string }
+
+func (e *flagValueError) Error() string { return e.msg }
+
+func badFlagValue(format string, a ...any) error {
+	return &flagValueError{msg: fmt.Sprintf(format, a...)}
+}
+
+// flagErr reports a flagValueError as a usage error of c's command.
+func flagErr(c *cli.Context, err error) error {
+	var fe *flagValueError
+	if errors.As(err, &fe) {
+		return usageError(c, err, false)
 	}
-	m := make(map[string]string, len(vals))
-	for _, v := range vals {
-		k, val, _ := strings.Cut(v, "=")
-		if strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("invalid argument %q for \"--label\" flag: invalid label '%s': empty name", v, v)
-		}
-		m[k] = val
-	}
-	return m, nil
+	return err
 }
 
 // parseFilters turns repeated --filter key=value into the API's map.
@@ -335,7 +390,7 @@ func parseFilters(vals []string) (map[string][]string, error) {
 	for _, v := range vals {
 		k, val, ok := strings.Cut(v, "=")
 		if !ok {
-			return nil, fmt.Errorf("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)", v)
+			return nil, badFlagValue("invalid argument %q for \"-f, --filter\" flag: bad format of filter (expected name=value)", v)
 		}
 		k = strings.ToLower(strings.TrimSpace(k))
 		f[k] = append(f[k], strings.TrimSpace(val))

@@ -35,6 +35,7 @@ func networkCommand() *cli.Command {
 		Name:         "network",
 		Usage:        "Manage networks",
 		OnUsageError: usageError,
+		Action:       groupAction,
 		Subcommands: []*cli.Command{
 			networkLsCommand(),
 			networkCreateCommand(),
@@ -65,7 +66,7 @@ func networkLsCommand() *cli.Command {
 			}
 			filters, err := parseFilters(c.StringSlice("filter"))
 			if err != nil {
-				return err
+				return flagErr(c, err)
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -144,7 +145,7 @@ func networkCreateCommand() *cli.Command {
 			}
 			req, err := networkCreateRequest(c)
 			if err != nil {
-				return err
+				return flagErr(c, err)
 			}
 			cl, err := newClient(c)
 			if err != nil {
@@ -176,7 +177,7 @@ func networkCreateRequest(c *cli.Context) (api.NetworkCreateRequest, error) {
 	}
 	for k, v := range aux {
 		if v == "" {
-			return req, fmt.Errorf("invalid argument %q for \"--aux-address\" flag: expected host=ip", k)
+			return req, badFlagValue("invalid argument %q for \"--aux-address\" flag: expected host=ip", k)
 		}
 	}
 	labels, err := parseLabels(c.StringSlice("label"))
@@ -395,7 +396,7 @@ func networkPruneCommand() *cli.Command {
 			}
 			filters, err := parseFilters(c.StringSlice("filter"))
 			if err != nil {
-				return err
+				return flagErr(c, err)
 			}
 			if !c.Bool("force") && !confirm(c.App.Reader, c.App.Writer, pruneWarning) {
 				return nil
