@@ -26,7 +26,8 @@ int from_container(struct __sk_buff *skb)
 	struct endpoint_info *dst;
 	struct network_info *net;
 	struct ethhdr *eth = data;
-	bool is_ipv4 = false;
+	bool is_ipv4 = false, tagged;
+	void *l3 = eth + 1;
 	__be32 daddr = 0;
 	__be16 proto;
 
@@ -39,14 +40,17 @@ int from_container(struct __sk_buff *skb)
 	if (!mac_eq(eth->h_source, self->mac))
 		return drop(ifindex, DROP_SPOOF_MAC);
 
+	/* A tag sits in the skb (taken off on receive) or in the frame. Tagged frames
+	 * never take the fast path, but the inner headers are still checked: the host
+	 * and the peers take a priority tag (VID 0) as untagged, so a spoofed inner
+	 * address would otherwise get through the bridge. */
 	proto = eth->h_proto;
-	/* The tag may sit in the skb (untagged on receive) or in the frame; either way
-	 * the inner headers are not checked here, so never take the fast path. */
-	if (skb->vlan_present || eth_is_vlan(proto))
-		return pass_slow(ifindex);
+	tagged = skb->vlan_present || eth_is_vlan(proto);
+	if (!eth_skip_vlan(&l3, data_end, &proto))
+		return drop(ifindex, DROP_MALFORMED);
 
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct netd_iphdr *ip = ipv4_parse(eth + 1, data_end);
+		struct netd_iphdr *ip = ipv4_parse(l3, data_end);
 
 		if (!ip)
 			return drop(ifindex, DROP_MALFORMED);
@@ -55,7 +59,7 @@ int from_container(struct __sk_buff *skb)
 		is_ipv4 = true;
 		daddr = ip->daddr;
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
-		struct netd_arphdr *arp = arp_parse(eth + 1, data_end);
+		struct netd_arphdr *arp = arp_parse(l3, data_end);
 
 		if (!arp)
 			return drop(ifindex, DROP_MALFORMED);
@@ -79,6 +83,9 @@ int from_container(struct __sk_buff *skb)
 	/* Like Docker's icc=false, which filters IP but leaves ARP working. */
 	if (!(net->flags & NET_F_ICC) && proto != bpf_htons(ETH_P_ARP))
 		return drop(ifindex, DROP_ICC_DENIED);
+	/* The bridge keeps the tag on its way to the peer; the fast path does not. */
+	if (tagged)
+		return pass_slow(ifindex);
 
 	count_fast(ifindex, skb->len);
 	/* The host veth saw a foreign destination MAC (OTHERHOST); the peer must take it as its own. */

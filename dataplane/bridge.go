@@ -28,6 +28,10 @@ const (
 	BridgeAliasPrefix = "netd:"
 	// HostVethPrefix starts the name of every host-side veth ("nd" + endpoint ID[:12]).
 	HostVethPrefix = "nd"
+	// BridgeVethAliasPrefix marks a host-side veth as the bridge driver's: its
+	// alias is this plus the endpoint ID. Other drivers name their veths the
+	// same way, so the name alone proves nothing.
+	BridgeVethAliasPrefix = "netd:bridge-ep:"
 	// tempVethPrefix names a container-side veth until Join moves and renames it.
 	tempVethPrefix = "nt"
 	defaultMTU     = 1500
@@ -372,6 +376,13 @@ func (d *BridgeDriver) CreateEndpoint(ctx context.Context, n *NetworkConfig, ep 
 	if _, ok := host.(*netlink.Veth); !ok {
 		return fmt.Errorf("create endpoint: device %s exists and is a %s, not a veth", ep.HostIfName, host.Type())
 	}
+	// The kernel ignores an alias given at creation, so it is set here; an
+	// adopted veth of an older build gets it too.
+	if alias := vethAlias(ep); host.Attrs().Alias != alias {
+		if err := d.nl.LinkSetAlias(host, alias); err != nil {
+			return fmt.Errorf("set alias of %s: %w", ep.HostIfName, err)
+		}
+	}
 	if host.Attrs().MasterIndex != br.Attrs().Index {
 		if err := d.nl.LinkSetMasterByIndex(host, br.Attrs().Index); err != nil {
 			return fmt.Errorf("enslave %s to %s: %w", ep.HostIfName, n.BridgeName, err)
@@ -386,6 +397,15 @@ func (d *BridgeDriver) CreateEndpoint(ctx context.Context, n *NetworkConfig, ep 
 		return fmt.Errorf("set %s up: %w", ep.HostIfName, err)
 	}
 	return d.addPort(n, ep.HostIfName)
+}
+
+// vethAlias is the alias that proves a host-side veth belongs to this driver.
+func vethAlias(ep *EndpointConfig) string {
+	id := ep.ID
+	if id == "" {
+		id = strings.TrimPrefix(ep.HostIfName, HostVethPrefix)
+	}
+	return BridgeVethAliasPrefix + id
 }
 
 // addPort records a bridge port; ICC=false rules list the ports. d.mu held.
@@ -461,6 +481,13 @@ func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointC
 	if l != nil && !isPeer(l, host) {
 		return fmt.Errorf("join: interface %s already exists in sandbox %s", ep.IfName, ep.SandboxPath)
 	}
+	// Anti-spoofing must be in place before the container can send: once
+	// its side is up, a frame that misses the program goes to the bridge unchecked.
+	if d.accelerated(n) {
+		if err := d.accel.EndpointUp(n, ep, host.Attrs().Index); err != nil {
+			return fmt.Errorf("accelerate endpoint %s: %w", ep.HostIfName, err)
+		}
+	}
 	if l == nil {
 		if l, err = d.moveIntoSandbox(sh, sbns, ep); err != nil {
 			return err
@@ -468,11 +495,6 @@ func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointC
 	}
 	if err := configureContainerSide(sh, l, n, ep); err != nil {
 		return fmt.Errorf("join %s in %s: %w", ep.IfName, ep.SandboxPath, err)
-	}
-	if d.accelerated(n) {
-		if err := d.accel.EndpointUp(n, ep, host.Attrs().Index); err != nil {
-			return fmt.Errorf("accelerate endpoint %s: %w", ep.HostIfName, err)
-		}
 	}
 	return nil
 }
@@ -557,6 +579,15 @@ func (d *BridgeDriver) Leave(ctx context.Context, n *NetworkConfig, ep *Endpoint
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.accelerated(n) {
+		// Down first: while the accelerator takes the endpoint apart, its
+		// frames would reach the bridge without anti-spoofing.
+		if host, err := linkByNameOpt(d.nl, ep.HostIfName); err != nil {
+			return err
+		} else if host != nil {
+			if err := d.nl.LinkSetDown(host); err != nil && !isNotFound(err) {
+				return fmt.Errorf("set %s down: %w", ep.HostIfName, err)
+			}
+		}
 		if err := d.accel.EndpointDown(n, ep); err != nil {
 			return fmt.Errorf("remove acceleration of endpoint %s: %w", ep.HostIfName, err)
 		}
@@ -593,8 +624,9 @@ func (d *BridgeDriver) deleteVeth(n *NetworkConfig, ep *EndpointConfig) error {
 	return d.removePort(n, ep.HostIfName)
 }
 
-// Reconcile implements daemon.Driver: it deletes netd bridges and veths that
-// belong to none of nets and eps, and rewrites the firewall for exactly nets.
+// Reconcile implements daemon.Driver: it deletes bridges and veths this driver
+// owns (by alias) that belong to none of nets and eps, and rewrites the
+// firewall for exactly nets. A veth's peer goes with it.
 func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -614,7 +646,6 @@ func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps
 	}
 	for _, ep := range eps {
 		keepIf[ep.HostIfName] = true
-		keepIf[tempPeerName(ep)] = true
 		if ps, ok := ports[ep.NetworkID]; ok {
 			ps[ep.HostIfName] = struct{}{}
 		}
@@ -633,7 +664,7 @@ func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps
 			id, ours := strings.CutPrefix(alias, BridgeAliasPrefix)
 			stale = ours && live[id] == nil
 		case *netlink.Veth:
-			stale = (strings.HasPrefix(name, HostVethPrefix) || strings.HasPrefix(name, tempVethPrefix)) && !keepIf[name]
+			stale = strings.HasPrefix(alias, BridgeVethAliasPrefix) && !keepIf[name]
 		}
 		if !stale {
 			continue

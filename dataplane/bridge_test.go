@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -270,8 +271,17 @@ func TestBridgeReconcile(t *testing.T) {
 	// A second endpoint on the kept network that the store no longer knows.
 	_, ep3 := l.attach(keep, 3)
 
-	strayVeth := "nd" + randHex(12)
-	l.sh("ip", "link", "add", strayVeth, "type", "veth", "peer", "name", "zz"+randHex(8))
+	// A veth with netd's name pattern but not the bridge driver's alias belongs
+	// to someone else (another driver, an admin): it stays.
+	foreignND := "nd" + randHex(12)
+	l.sh("ip", "link", "add", foreignND, "type", "veth", "peer", "name", "zz"+randHex(8))
+	// One with the alias and a stranger's name is ours (an endpoint the store lost).
+	strayVeth := "zz" + randHex(12)
+	l.sh("ip", "link", "add", strayVeth, "type", "veth", "peer", "name", "zy"+randHex(8))
+	l.sh("ip", "link", "set", strayVeth, "alias", BridgeVethAliasPrefix+randHex(64))
+	if got := mustLink(t, handleAt(t, l.path), ep1.HostIfName).Attrs().Alias; got != BridgeVethAliasPrefix+ep1.ID {
+		t.Errorf("alias of %s = %q, want %q", ep1.HostIfName, got, BridgeVethAliasPrefix+ep1.ID)
+	}
 	foreignBridge := "ndtk" + randHex(8)
 	l.sh("ip", "link", "add", foreignBridge, "type", "bridge")
 	foreignVeth := "xx" + randHex(8)
@@ -284,7 +294,7 @@ func TestBridgeReconcile(t *testing.T) {
 			t.Errorf("stale link %s survived reconcile", gone)
 		}
 	}
-	for _, kept := range []string{keep.BridgeName, ep1.HostIfName, foreignBridge, foreignVeth} {
+	for _, kept := range []string{keep.BridgeName, ep1.HostIfName, foreignBridge, foreignVeth, foreignND} {
 		if !l.linkExists(kept) {
 			t.Errorf("link %s removed by reconcile", kept)
 		}
@@ -350,5 +360,53 @@ func TestBridgeAcceleratorHooks(t *testing.T) {
 	}
 	if !slices.Equal(accel.calls, want) {
 		t.Errorf("accelerator calls:\n%q\nwant\n%q", accel.calls, want)
+	}
+}
+
+// stateAccel records, at each accelerator call, whether the endpoint could
+// already (or still) send: the container side up, or the host side up.
+type stateAccel struct {
+	recordingAccel
+	t      *testing.T
+	lab    string
+	upSeen []string
+}
+
+func (a *stateAccel) linkUp(nsPath, name string) bool {
+	l, err := handleAt(a.t, nsPath).LinkByName(name)
+	return err == nil && l.Attrs().Flags&net.FlagUp != 0
+}
+
+func (a *stateAccel) EndpointUp(n *NetworkConfig, ep *EndpointConfig, hostIfindex int) error {
+	if a.linkUp(ep.SandboxPath, ep.IfName) {
+		a.upSeen = append(a.upSeen, "container side up before EndpointUp")
+	}
+	return a.recordingAccel.EndpointUp(n, ep, hostIfindex)
+}
+
+func (a *stateAccel) EndpointDown(n *NetworkConfig, ep *EndpointConfig) error {
+	if a.linkUp(a.lab, ep.HostIfName) {
+		a.upSeen = append(a.upSeen, "host side up during EndpointDown")
+	}
+	return a.recordingAccel.EndpointDown(n, ep)
+}
+
+// The fast path's anti-spoofing is in place before the container can send,
+// and stays until it no longer can.
+func TestBridgeAcceleratorNoUnfilteredWindow(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	accel := &stateAccel{t: t, lab: l.path}
+	l.do(func() (err error) {
+		l.d, err = NewBridgeDriver(BridgeDriverConfig{NodeName: l.node, Accelerator: accel})
+		return err
+	})
+	t.Cleanup(func() { l.d.Close() })
+	n := testNetwork("10.250.12.0/24", func(n *NetworkConfig) { n.Dataplane = DataplaneEBPF })
+	l.createNetwork(n)
+	_, ep := l.attach(n, 2)
+	l.do(func() error { return l.d.Leave(ctx, n, ep) })
+	if len(accel.upSeen) != 0 {
+		t.Errorf("unfiltered window: %q (calls %q)", accel.upSeen, accel.calls)
 	}
 }

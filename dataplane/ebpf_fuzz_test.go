@@ -56,6 +56,12 @@ func FuzzFromContainer(f *testing.F) {
 			}
 		}
 
+		// A priority tag (VID 0) is taken as untagged: a tagged spoofed source must not pass either.
+		if ret != tcActShot && len(frame) >= 18+20 && binary.BigEndian.Uint16(frame[12:14]) == 0x8100 &&
+			binary.BigEndian.Uint16(frame[16:18]) == 0x0800 && !bytes.Equal(frame[30:34], ownIP[:]) {
+			t.Fatalf("tagged IPv4 from %v not dropped (verdict %d)", frame[30:34], ret)
+		}
+
 		switch ret {
 		case tcActRedirect:
 			if fast != 1 || slow != 0 || drops != 0 {
