@@ -5,6 +5,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -172,6 +173,10 @@ func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.Endpo
 		addr = req
 	} else {
 		a, err := AllocateAddr(spec, inUse)
+		if errors.Is(err, ErrNoAvailableIPs) {
+			// Docker names the full network; the caller's state, not a daemon fault.
+			return nil, errConflict("%w: %s (%s)", err, n.Name, n.ID)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -201,12 +206,19 @@ type attached struct {
 	drv Driver
 }
 
+// attachment gathers what the driver of n needs for ep; the error says
+// the driver is not loaded.
+func (m *Manager) attachment(n *NetworkRecord, ep *EndpointRecord, c *ContainerRecord) (attached, error) {
+	d, err := m.driver(n.Driver)
+	return attached{n: networkConfig(n), ep: m.endpointConfig(n, ep, c), drv: d}, err
+}
+
 // plug creates the endpoint's link and joins it to the sandbox; on error
 // it removes what it made.
 func (m *Manager) plug(ctx context.Context, n *NetworkRecord, ep *EndpointRecord, c *ContainerRecord) (attached, error) {
-	a := attached{n: networkConfig(n), ep: m.endpointConfig(n, ep, c), drv: m.drivers[n.Driver]}
-	if a.drv == nil {
-		return a, errNotFound("plugin %q not found", n.Driver)
+	a, err := m.attachment(n, ep, c)
+	if err != nil {
+		return a, err
 	}
 	if err := a.drv.CreateEndpoint(ctx, a.n, a.ep); err != nil {
 		m.undo("delete endpoint", a.drv.DeleteEndpoint(ctx, a.n, a.ep))
@@ -312,7 +324,11 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 	}
 
 	if existing, err := m.sandboxes.List(c.Sandbox); err == nil && slices.Contains(existing, c.Sandbox) {
-		return api.ContainerCreateResponse{}, errConflict("network namespace %s already exists: remove it or pick another container name", c.Sandbox)
+		// A netns we recorded that no container owns (names are unique) is
+		// left over from a failed removal: take it away; anyone else's stays.
+		if !m.sandboxNames[c.Sandbox] || m.deleteSandbox(c.Sandbox) != nil {
+			return api.ContainerCreateResponse{}, errConflict("network namespace %s already exists: remove it or pick another container name", c.Sandbox)
+		}
 	}
 	if _, err := m.createSandbox(c); err != nil {
 		// The netns may be someone else's (name taken): forget, never delete.
@@ -437,11 +453,11 @@ func (m *Manager) Disconnect(ctx context.Context, netRef string, req api.Network
 	if ep == nil {
 		return errConflict("container %s is not connected to network %s", c.ID, n.Name)
 	}
-	a := attached{n: networkConfig(n), ep: m.endpointConfig(n, ep, c), drv: m.drivers[n.Driver]}
-	if a.drv == nil {
-		return errNotFound("plugin %q not found", n.Driver)
+	a, err := m.attachment(n, ep, c)
+	if err == nil {
+		err = m.unplug(ctx, a)
 	}
-	if err := m.unplug(ctx, a); err != nil {
+	if err != nil {
 		if !req.Force {
 			return err
 		}
@@ -471,7 +487,11 @@ func (m *Manager) moveDefaultRoute(ctx context.Context, c *ContainerRecord) {
 		}
 		next := *ep
 		next.DefaultGW = true
-		if err := m.drivers[n.Driver].Join(ctx, networkConfig(n), m.endpointConfig(n, &next, c)); err != nil {
+		a, err := m.attachment(n, &next, c)
+		if err == nil {
+			err = a.drv.Join(ctx, a.n, a.ep)
+		}
+		if err != nil {
 			m.log.Warn("cannot move default route", "container", c.Name, "network", n.Name, "err", err)
 			return
 		}
@@ -496,10 +516,8 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 	}
 	for _, ep := range slices.Backward(m.containerEndpoints(c.ID)) {
 		n := m.networks[ep.NetworkID]
-		a := attached{n: networkConfig(n), ep: m.endpointConfig(n, ep, c), drv: m.drivers[n.Driver]}
-		if a.drv == nil {
-			err = errNotFound("plugin %q not found", n.Driver)
-		} else {
+		a, err := m.attachment(n, ep, c)
+		if err == nil {
 			err = m.unplug(ctx, a)
 		}
 		if err != nil && !force {
@@ -513,12 +531,20 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 		}
 		delete(m.endpoints, ep.ID)
 	}
-	if err := m.sandboxes.Delete(c.Sandbox); err != nil && !force {
-		return fmt.Errorf("remove sandbox %s: %w", c.Sandbox, err)
+	sbErr := m.sandboxes.Delete(c.Sandbox)
+	if sbErr != nil && !force {
+		return fmt.Errorf("remove sandbox %s: %w", c.Sandbox, sbErr)
+	}
+	if sbErr != nil {
+		// The name stays recorded so reconcile or the next create removes the netns.
+		m.log.Warn("forced removal left the netns behind", "container", c.Name, "netns", c.Sandbox, "err", sbErr)
 	}
 	err = m.store.Update(func(tx *StoreTx) error {
 		if err := tx.DeleteContainer(c.ID); err != nil {
 			return err
+		}
+		if sbErr != nil {
+			return nil
 		}
 		return tx.DeleteSandbox(c.Sandbox)
 	})
@@ -526,7 +552,9 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 		return fmt.Errorf("remove container %s from store: %w", c.Name, err)
 	}
 	delete(m.containers, c.ID)
-	delete(m.sandboxNames, c.Sandbox)
+	if sbErr == nil {
+		delete(m.sandboxNames, c.Sandbox)
+	}
 	m.log.Info("container removed", "name", c.Name, "id", ShortID(c.ID))
 	return nil
 }

@@ -227,10 +227,8 @@ func (m *Manager) findNetwork(ref string) (*NetworkRecord, error) {
 	if n, ok := m.networks[ref]; ok {
 		return n, nil
 	}
-	for _, n := range m.networks {
-		if n.Name == ref {
-			return n, nil
-		}
+	if n := m.networkByName(ref); n != nil {
+		return n, nil
 	}
 	var found []*NetworkRecord
 	for _, n := range m.networks {
@@ -315,6 +313,10 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 
 	if strings.TrimSpace(req.Name) == "" {
 		return api.NetworkCreateResponse{}, errInvalid("network name must not be empty")
+	}
+	if req.Name == "." || req.Name == ".." {
+		// HTTP path cleaning would make such a network unreachable by name.
+		return api.NetworkCreateResponse{}, errInvalid("invalid network name %q", req.Name)
 	}
 	if m.networkByName(req.Name) != nil {
 		return api.NetworkCreateResponse{}, errConflict("network with name %s already exists", req.Name)
@@ -676,9 +678,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		okNets[n.ID] = cfg
 	}
 
-	existing, err := m.sandboxes.List(m.sandboxPrefix())
-	if err != nil {
-		errs = append(errs, fmt.Errorf("list sandboxes: %w", err))
+	existing, listErr := m.sandboxes.List(m.sandboxPrefix())
+	if listErr != nil {
+		errs = append(errs, fmt.Errorf("list sandboxes: %w", listErr))
 	}
 	live := map[string]bool{}
 	for _, s := range existing {
@@ -687,7 +689,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	wanted := map[string]bool{}
 	for _, c := range m.sortedContainers() {
 		wanted[c.Sandbox] = true
-		if err == nil && !live[c.Sandbox] {
+		if listErr == nil && !live[c.Sandbox] {
 			if _, cerr := m.createSandbox(c); cerr != nil {
 				errs = append(errs, fmt.Errorf("recreate sandbox of %s: %w", c.Name, cerr))
 				continue
@@ -731,9 +733,12 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		m.forgetSandbox(s)
 	}
-	for s := range m.sandboxNames {
-		if !wanted[s] && !live[s] {
-			m.forgetSandbox(s)
+	// Without a listing, live is empty: forgetting now would leak netns.
+	if listErr == nil {
+		for s := range m.sandboxNames {
+			if !wanted[s] && !live[s] {
+				m.forgetSandbox(s)
+			}
 		}
 	}
 

@@ -109,8 +109,10 @@ func (d *fakeDriver) Reconcile(_ context.Context, nets []*dataplane.NetworkConfi
 
 // fakeSandboxes is /run/netns as a set of names.
 type fakeSandboxes struct {
-	ns   map[string]string // name -> "netns" | "host"
-	fail error
+	ns         map[string]string // name -> "netns" | "host"
+	fail       error             // of Create
+	deleteFail error
+	listFail   error
 }
 
 func (s *fakeSandboxes) Create(name string) (string, error) {
@@ -132,10 +134,20 @@ func (s *fakeSandboxes) CreateHost(name string) (string, error) {
 	return s.Path(name), nil
 }
 
-func (s *fakeSandboxes) Delete(name string) error { delete(s.ns, name); return nil }
-func (s *fakeSandboxes) Path(name string) string  { return "/run/netns/" + name }
+func (s *fakeSandboxes) Delete(name string) error {
+	if s.deleteFail != nil {
+		return s.deleteFail
+	}
+	delete(s.ns, name)
+	return nil
+}
+
+func (s *fakeSandboxes) Path(name string) string { return "/run/netns/" + name }
 
 func (s *fakeSandboxes) List(prefix string) ([]string, error) {
+	if s.listFail != nil {
+		return nil, s.listFail
+	}
 	var out []string
 	for n := range s.ns {
 		if strings.HasPrefix(n, prefix) {
@@ -794,5 +806,120 @@ func TestReconcileAfterRestart(t *testing.T) {
 	c, _ := e.m.InspectContainer("db")
 	if ip := c.NetworkSettings.Networks["bridge"].IPAddress; ip != "172.17.0.3" {
 		t.Errorf("after restart db got %s, want 172.17.0.3", ip)
+	}
+}
+
+// A forced removal whose netns cannot be deleted must keep the netns name
+// recorded: otherwise nothing ever removes that namespace again.
+func TestForcedRemoveKeepsUndeletedSandboxRecorded(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	e.createCtr(t, "web")
+	e.sb.deleteFail = errors.New("device busy")
+	if err := e.m.RemoveContainer(ctx, "web", false); err == nil {
+		t.Fatal("remove without force ignored the netns error")
+	}
+	if err := e.m.RemoveContainer(ctx, "web", true); err != nil {
+		t.Fatalf("forced remove: %v", err)
+	}
+	e.sb.deleteFail = nil
+	st := e.stored(t)
+	if len(st.Containers) != 0 || !slices.Equal(st.Sandboxes, []string{"node1-web"}) {
+		t.Fatalf("after forced remove: containers %d, sandboxes %v", len(st.Containers), st.Sandboxes)
+	}
+	// The name is usable again: the leftover netns is ours and goes first.
+	e.createCtr(t, "web")
+	if e.sb.ns["node1-web"] != "netns" {
+		t.Errorf("sandbox of the new web: %v", e.sb.ns)
+	}
+
+	// Or, after a restart, reconcile sweeps it.
+	e.sb.deleteFail = errors.New("device busy")
+	if err := e.m.RemoveContainer(ctx, "web", true); err != nil {
+		t.Fatal(err)
+	}
+	e.sb.deleteFail = nil
+	e.store.Close()
+	e.open(t)
+	if err := e.m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.sb.ns["node1-web"]; ok {
+		t.Error("reconcile kept the leftover netns")
+	}
+	if st := e.stored(t); len(st.Sandboxes) != 0 {
+		t.Errorf("recorded sandboxes = %v", st.Sandboxes)
+	}
+}
+
+// A failed netns listing at start-up must not make reconcile forget the
+// namespaces it owns: the next start would never sweep them.
+func TestReconcileListFailureForgetsNothing(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	if err := e.store.Update(func(tx *StoreTx) error { return tx.PutSandbox("node1-stale") }); err != nil {
+		t.Fatal(err)
+	}
+	e.sb.ns["node1-stale"] = "netns"
+	e.store.Close()
+	e.open(t)
+	e.sb.listFail = errors.New("no /run/netns")
+	if err := e.m.Reconcile(ctx); err == nil || !strings.Contains(err.Error(), "list sandboxes") {
+		t.Fatalf("reconcile = %v, want the list error", err)
+	}
+	if st := e.stored(t); !slices.Equal(st.Sandboxes, []string{"node1-stale"}) {
+		t.Fatalf("recorded sandboxes after a failed list = %v", st.Sandboxes)
+	}
+	e.sb.listFail = nil
+	if err := e.m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.sb.ns["node1-stale"]; ok {
+		t.Error("stale netns kept once listing works")
+	}
+}
+
+// A full network is the caller's state: 409 with Docker's text naming the network.
+func TestExhaustedNetwork(t *testing.T) {
+	e := newTestEnv(t)
+	id := e.createNet(t, api.NetworkCreateRequest{Name: "tiny", IPAM: &api.IPAM{Config: []api.IPAMConfig{{Subnet: "10.9.0.0/30"}}}})
+	e.createCtr(t, "c1", "tiny")
+	before := e.stored(t)
+	_, err := e.m.CreateContainer(context.Background(), api.ContainerCreateRequest{Name: "c2",
+		Networks: []api.ContainerNetworkRequest{{Network: "tiny"}}})
+	wantErr(t, err, IsConflict, "no available IPv4 addresses on this network's address pools: tiny ("+id+")")
+	if !errors.Is(err, ErrNoAvailableIPs) {
+		t.Error("error does not wrap ErrNoAvailableIPs")
+	}
+	if st := e.stored(t); len(st.Containers) != len(before.Containers) || len(st.Sandboxes) != len(before.Sandboxes) {
+		t.Errorf("failed create changed the store: %+v", st)
+	}
+}
+
+// Networks named . or .. could never be addressed by name over HTTP.
+func TestCreateNetworkDotNames(t *testing.T) {
+	e := newTestEnv(t)
+	for _, name := range []string{".", ".."} {
+		_, err := e.m.CreateNetwork(context.Background(), api.NetworkCreateRequest{Name: name})
+		wantErr(t, err, IsInvalidParameter, fmt.Sprintf("invalid network name %q", name))
+	}
+}
+
+// Forced disconnect works even when the network's driver is not loaded,
+// and moving the default route never calls a missing driver.
+func TestForcedDisconnectWithoutDriver(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	e.createNet(t, api.NetworkCreateRequest{Name: "back"})
+	e.createCtr(t, "web", "bridge", "back")
+	delete(e.m.drivers, DriverBridge)
+	err := e.m.Disconnect(ctx, "bridge", api.NetworkDisconnectRequest{Container: "web"})
+	wantErr(t, err, IsNotFound, `plugin "bridge" not found`)
+	if err := e.m.Disconnect(ctx, "bridge", api.NetworkDisconnectRequest{Container: "web", Force: true}); err != nil {
+		t.Fatalf("forced disconnect: %v", err)
+	}
+	c, err := e.m.InspectContainer("web")
+	if err != nil || len(c.NetworkSettings.Networks) != 1 {
+		t.Fatalf("web after forced disconnect: %+v, %v", c.NetworkSettings.Networks, err)
 	}
 }

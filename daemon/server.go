@@ -122,6 +122,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case IsInvalidParameter(err):
 		return http.StatusBadRequest
+	case errors.As(err, new(errBodyTooLarge)):
+		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusInternalServerError
 }
@@ -145,11 +147,24 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, code, err.Error())
 }
 
-// decode reads a JSON body into v; an empty body is a bad request.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
+// errBodyTooLarge answers a body over maxBodyBytes with 413, not a
+// misleading "unexpected EOF" from a silently truncated read.
+type errBodyTooLarge struct{ limit int64 }
+
+func (e errBodyTooLarge) Error() string {
+	return fmt.Sprintf("request body too large: the limit is %d bytes", e.limit)
+}
+
+// decode reads a JSON body into v; an empty body is a bad request. Unknown
+// fields are ignored, as Docker's API does, so newer clients keep working.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return errBodyTooLarge{limit: tooLarge.Limit}
+		case errors.Is(err, io.EOF):
 			return errInvalid("request body must not be empty")
 		}
 		return errInvalid("invalid JSON body: %v", err)
@@ -187,7 +202,7 @@ func (s *server) listNetworks(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) createNetwork(w http.ResponseWriter, r *http.Request) {
 	var req api.NetworkCreateRequest
-	if err := decode(r, &req); err != nil {
+	if err := decode(w, r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -232,7 +247,7 @@ func (s *server) removeNetwork(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) connect(w http.ResponseWriter, r *http.Request) {
 	var req api.NetworkConnectRequest
-	if err := decode(r, &req); err != nil {
+	if err := decode(w, r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -245,7 +260,7 @@ func (s *server) connect(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) disconnect(w http.ResponseWriter, r *http.Request) {
 	var req api.NetworkDisconnectRequest
-	if err := decode(r, &req); err != nil {
+	if err := decode(w, r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -262,7 +277,7 @@ func (s *server) listContainers(w http.ResponseWriter, _ *http.Request) {
 
 func (s *server) createContainer(w http.ResponseWriter, r *http.Request) {
 	var req api.ContainerCreateRequest
-	if err := decode(r, &req); err != nil {
+	if err := decode(w, r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/netd-dev/netd/api"
@@ -153,11 +155,9 @@ func TestServerDataplaneStatus(t *testing.T) {
 	wantStatus(t, NewHandler(e.m, nil), "GET", "/v1/dataplane", "", 500, "read dataplane status: map read failed")
 }
 
-// TestServerOverSocket drives the handler through the real client on a
-// unix socket made by listenSocket.
-func TestServerOverSocket(t *testing.T) {
-	e := newTestEnv(t)
-	sock := filepath.Join(t.TempDir(), "run", "netd.sock")
+// serveSocket serves e's API on sock until the test ends.
+func serveSocket(t *testing.T, e *testEnv, sock string) {
+	t.Helper()
 	ln, err := listenSocket(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +165,14 @@ func TestServerOverSocket(t *testing.T) {
 	srv := &http.Server{Handler: NewHandler(e.m, nil)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+}
+
+// TestServerOverSocket drives the handler through the real client on a
+// unix socket made by listenSocket.
+func TestServerOverSocket(t *testing.T) {
+	e := newTestEnv(t)
+	sock := filepath.Join(t.TempDir(), "run", "netd.sock")
+	serveSocket(t, e, sock)
 
 	fi, err := os.Stat(sock)
 	if err != nil {
@@ -258,5 +266,76 @@ func TestConfigValidate(t *testing.T) {
 		AddressPools: []string{"base=10.0.0.0/8"}})
 	if err == nil || !strings.Contains(err.Error(), "--default-address-pool") {
 		t.Errorf("Run with a bad pool: %v", err)
+	}
+}
+
+// A body over the limit is 413 with a JSON error, not a truncated-JSON 400.
+func TestServerBodyLimit(t *testing.T) {
+	e := newTestEnv(t)
+	h := NewHandler(e.m, nil)
+	big := `{"Name":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	wantStatus(t, h, "POST", "/v1/networks/create", big, http.StatusRequestEntityTooLarge,
+		"request body too large: the limit is 1048576 bytes")
+	// Unknown fields are ignored, as Docker's API does.
+	wantStatus(t, h, "POST", "/v1/networks/create", `{"Name":"front","CheckDuplicate":true,"Future":1}`, 201, "")
+}
+
+// Names with characters special in URLs reach the right network through
+// the real client: it escapes, the mux unescapes.
+func TestServerPathEscaping(t *testing.T) {
+	e := newTestEnv(t)
+	sock := filepath.Join(t.TempDir(), "netd.sock")
+	serveSocket(t, e, sock)
+	cl, err := api.NewClient(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, name := range []string{"a/b", "a b", "a%2Fb", "a?b#c", "a/../b", "create", "prune"} {
+		if _, err := cl.NetworkCreate(ctx, api.NetworkCreateRequest{Name: name}); err != nil {
+			t.Fatalf("create %q: %v", name, err)
+		}
+		if n, err := cl.NetworkInspect(ctx, name); err != nil || n.Name != name {
+			t.Errorf("inspect %q = %q, %v", name, n.Name, err)
+		}
+		if err := cl.NetworkRemove(ctx, name); err != nil {
+			t.Errorf("remove %q: %v", name, err)
+		}
+	}
+}
+
+// Parallel API calls share one manager; run with -race.
+func TestServerConcurrentRequests(t *testing.T) {
+	e := newTestEnv(t)
+	h := NewHandler(e.m, nil)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("n%d", i)
+			body := fmt.Sprintf(`{"Name":%q}`, name)
+			if code, data := call(t, h, "POST", "/v1/networks/create", body); code != 201 {
+				t.Errorf("create %s: %d %s", name, code, data)
+				return
+			}
+			ctr := fmt.Sprintf(`{"Name":"c%d","Networks":[{"Network":%q}]}`, i, name)
+			if code, data := call(t, h, "POST", "/v1/containers/create", ctr); code != 201 {
+				t.Errorf("create c%d: %d %s", i, code, data)
+			}
+			call(t, h, "GET", "/v1/networks", "")
+			call(t, h, "GET", "/v1/containers", "")
+			if code, data := call(t, h, "DELETE", fmt.Sprintf("/v1/containers/c%d", i), ""); code != 204 {
+				t.Errorf("rm c%d: %d %s", i, code, data)
+			}
+			if code, data := call(t, h, "DELETE", "/v1/networks/"+name, ""); code != 204 {
+				t.Errorf("rm %s: %d %s", name, code, data)
+			}
+		}()
+	}
+	wg.Wait()
+	st := e.stored(t)
+	if len(st.Containers) != 0 || len(st.Endpoints) != 0 || len(st.Networks) != 3 {
+		t.Errorf("left over: %d containers, %d endpoints, %d networks", len(st.Containers), len(st.Endpoints), len(st.Networks))
 	}
 }
