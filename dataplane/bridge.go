@@ -679,5 +679,10 @@ func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps
 	if err := d.syncRules(); err != nil {
 		errs = append(errs, err)
 	}
+	if d.accel != nil {
+		if err := d.accel.Prune(); err != nil {
+			errs = append(errs, fmt.Errorf("reconcile eBPF state: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }

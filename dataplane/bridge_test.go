@@ -329,6 +329,11 @@ func (a *recordingAccel) EndpointDown(n *NetworkConfig, ep *EndpointConfig) erro
 	return nil
 }
 
+func (a *recordingAccel) Prune() error {
+	a.calls = append(a.calls, "Prune")
+	return nil
+}
+
 func TestBridgeAcceleratorHooks(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()

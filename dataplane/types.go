@@ -56,4 +56,7 @@ type Accelerator interface {
 	EndpointUp(n *NetworkConfig, ep *EndpointConfig, hostIfindex int) error
 	// EndpointDown removes the endpoint's entries and detaches.
 	EndpointDown(n *NetworkConfig, ep *EndpointConfig) error
+	// Prune runs once after start-up reconcile brought every live network
+	// and endpoint up: it removes pinned state of everything else.
+	Prune() error
 }
