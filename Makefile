@@ -17,9 +17,12 @@ GENERATED    = dataplane/*_bpfel.go dataplane/*_bpfel.o
 FUZZ_TIME   ?= 20s
 E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=
+# bench-smoke: every bench setup must come up and measure; speed is not asserted.
+SMOKE_OUT   ?= bin/bench-smoke
+SMOKE_FLAGS ?= --rounds 1 --duration 1s
 
 .DEFAULT_GOAL := help
-.PHONY: help deps generate build test check-fmt check-generated vet unit fuzz e2e demo bench fmt lint lab-clean clean
+.PHONY: help deps generate build test check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench fmt lint lab-clean clean
 
 help: ## List the targets
 	@echo "netd make targets:"
@@ -43,7 +46,7 @@ build: ## Build bin/netd
 	@mkdir -p bin
 	$(GO) build -o $(BIN) ./cmd/netd
 
-test: deps build check-fmt vet check-generated unit fuzz e2e ## Everything CI runs (needs root for the e2e tests)
+test: deps build check-fmt vet check-generated unit fuzz e2e bench-smoke ## Everything CI runs (needs root for the e2e tests)
 	@echo "make test: all passed"
 
 check-fmt: ## Fail if any Go file is not gofmt-clean
@@ -72,10 +75,21 @@ fuzz: ## Fuzz the eBPF program for FUZZ_TIME (default 20s)
 e2e: build ## End-to-end tests: real daemons in lab namespaces (root)
 	NETD_BIN=$(NETD_BIN) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./tools/e2e/
 
-demo: build ## Walk through networks, containers and pings in a throwaway lab (root)
+bench-smoke: build ## One short bench round: ebpf, kernel and veth setups come up and measure (root)
+	@rm -rf $(SMOKE_OUT); \
+	if NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench $(SMOKE_FLAGS) --out $(SMOKE_OUT); then \
+	  echo "bench-smoke: all setups measured (results in $(SMOKE_OUT))"; \
+	else rc=$$?; \
+	  echo "bench-smoke: FAILED (exit $$rc); the table above lists the failures; daemon logs:"; \
+	  for f in $(SMOKE_OUT)/netd-*.log $(SMOKE_OUT)/dataplane-*.txt; do \
+	    [ -f "$$f" ] && { echo "---- $$f (last 40 lines)"; tail -n 40 "$$f"; }; \
+	  done; exit 1; \
+	fi
+
+demo: deps build ## Walk through networks, containers and pings in a throwaway lab (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/demo
 
-bench: build ## eBPF vs kernel bridge vs direct veth, side by side (root)
+bench: deps build ## eBPF vs kernel bridge vs direct veth, side by side (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench
 
 fmt: ## gofmt -w every Go file
@@ -83,9 +97,14 @@ fmt: ## gofmt -w every Go file
 
 lint: check-fmt vet ## gofmt check + go vet
 
-lab-clean: ## Remove namespaces and pins left by a killed lab run (no lab may be running)
-	@for ns in $$(ls /run/netns 2>/dev/null | grep -E '^nd[ld][0-9a-f]{4}-'); do echo "ip netns del $$ns"; ip netns del $$ns; done
-	@rm -rf /sys/fs/bpf/netd/nd[ld][0-9a-f][0-9a-f][0-9a-f][0-9a-f]-* 2>/dev/null || true
+# Lab prefixes: ndl<4 hex> (tests, demo), ndb<4 hex>[ek] (bench); their netns,
+# pin dirs and /tmp work dirs all start with <prefix>-.
+LAB_RE := ^nd[lb][0-9a-f]{4}[ek]?-
+
+lab-clean: ## Remove namespaces, pins and work dirs left by a killed lab run (no lab may be running)
+	@for ns in $$(ls /run/netns 2>/dev/null | grep -E '$(LAB_RE)'); do echo "ip netns del $$ns"; ip netns del $$ns; done
+	@for d in $$(ls /sys/fs/bpf/netd 2>/dev/null | grep -E '$(LAB_RE)'); do echo "rm -rf /sys/fs/bpf/netd/$$d"; rm -rf /sys/fs/bpf/netd/$$d; done
+	@for d in $$(ls $${TMPDIR:-/tmp} 2>/dev/null | grep -E '$(LAB_RE)'); do echo "rm -rf $${TMPDIR:-/tmp}/$$d"; rm -rf $${TMPDIR:-/tmp}/$$d; done
 
 clean: ## Remove build output
 	rm -rf bin

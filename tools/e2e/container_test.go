@@ -10,24 +10,27 @@ import (
 func TestContainerLifecycle(t *testing.T) {
 	forEachDataplane(t, func(t *testing.T, dp string) {
 		h := dpHost(t, dp)
+		// "k1", not "c1": after k1 is removed the test expects "No such container",
+		// but like Docker a name that is not found is tried as an ID prefix, and
+		// "c1" is valid hex that another container's random ID may start with.
 		createNet(t, h, dp, "n1", "--subnet", "10.204.0.0/24")
-		createCtr(t, h, "c1", "--network", "n1", "--ip", "10.204.0.10", "--mac-address", "02:42:0a:cc:00:0a")
+		createCtr(t, h, "k1", "--network", "n1", "--ip", "10.204.0.10", "--mac-address", "02:42:0a:cc:00:0a")
 
-		checkDataplane(t, h, dp, "c1", "n1")
-		c := inspectCtr(t, h, "c1")
+		checkDataplane(t, h, dp, "k1", "n1")
+		c := inspectCtr(t, h, "k1")
 		ep := c.NetworkSettings.Networks["n1"]
-		if c.Name != "c1" || len(c.ID) != 64 {
+		if c.Name != "k1" || len(c.ID) != 64 {
 			t.Errorf("inspect name %q id %q", c.Name, c.ID)
 		}
 		if ep.IPAddress != "10.204.0.10" || ep.IPPrefixLen != 24 || ep.Gateway != "10.204.0.1" ||
 			ep.MacAddress != "02:42:0a:cc:00:0a" || ep.Interface != "eth0" || len(ep.EndpointID) != 64 {
 			t.Errorf("inspect endpoint %+v", ep)
 		}
-		if want := "/run/netns/" + h.ContainerNS("c1"); c.NetworkSettings.SandboxKey != want {
+		if want := "/run/netns/" + h.ContainerNS("k1"); c.NetworkSettings.SandboxKey != want {
 			t.Errorf("SandboxKey %q, want %q", c.NetworkSettings.SandboxKey, want)
 		}
-		if !netnsExists(h.ContainerNS("c1")) {
-			t.Errorf("container netns %s missing", h.ContainerNS("c1"))
+		if !netnsExists(h.ContainerNS("k1")) {
+			t.Errorf("container netns %s missing", h.ContainerNS("k1"))
 		}
 		hostIf := "nd" + ep.EndpointID[:12]
 		if !contains(hostLinks(t, h), hostIf) {
@@ -35,26 +38,26 @@ func TestContainerLifecycle(t *testing.T) {
 		}
 
 		// Inside: lo and eth0 up with the address and MAC, default route via the gateway.
-		out, _, _ := h.Exec("c1", "ip", "-o", "-4", "addr", "show")
+		out, _, _ := h.Exec("k1", "ip", "-o", "-4", "addr", "show")
 		if !strings.Contains(out, "lo") || !strings.Contains(out, "eth0") || !strings.Contains(out, "10.204.0.10/24") {
-			t.Errorf("addresses in c1:\n%s", out)
+			t.Errorf("addresses in k1:\n%s", out)
 		}
-		if out, _, _ = h.Exec("c1", "ip", "link", "show", "eth0"); !strings.Contains(out, "02:42:0a:cc:00:0a") || !strings.Contains(out, "UP") {
-			t.Errorf("eth0 in c1:\n%s", out)
+		if out, _, _ = h.Exec("k1", "ip", "link", "show", "eth0"); !strings.Contains(out, "02:42:0a:cc:00:0a") || !strings.Contains(out, "UP") {
+			t.Errorf("eth0 in k1:\n%s", out)
 		}
-		if out, _, _ = h.Exec("c1", "ip", "route", "show", "default"); !strings.Contains(out, "via 10.204.0.1 dev eth0") {
-			t.Errorf("default route in c1: %q", out)
+		if out, _, _ = h.Exec("k1", "ip", "route", "show", "default"); !strings.Contains(out, "via 10.204.0.1 dev eth0") {
+			t.Errorf("default route in k1: %q", out)
 		}
 
 		// exec passes stdout, stderr and the exit code through.
-		out, errOut, code := h.Exec("c1", "sh", "-c", "echo out; echo err >&2; exit 7")
+		out, errOut, code := h.Exec("k1", "sh", "-c", "echo out; echo err >&2; exit 7")
 		if out != "out\n" || errOut != "err\n" || code != 7 {
 			t.Errorf("exec: stdout %q stderr %q exit %d, want out/err/7", out, errOut, code)
 		}
-		if _, _, code = h.Exec("c1", "true"); code != 0 {
+		if _, _, code = h.Exec("k1", "true"); code != 0 {
 			t.Errorf("exec true: exit %d", code)
 		}
-		if _, _, code = h.Exec("c1", "/nonexistent/binary"); code == 0 {
+		if _, _, code = h.Exec("k1", "/nonexistent/binary"); code == 0 {
 			t.Errorf("exec of a missing binary succeeded")
 		}
 		fails(t, h, []string{"no such container"}, "container", "exec", "nosuch", "--", "true")
@@ -80,32 +83,32 @@ func TestContainerLifecycle(t *testing.T) {
 			t.Errorf("container run: exit %d, out %q", code, out)
 		}
 		if ip := ctrIP(t, h, "c5", "n1"); ip == "10.204.0.10" {
-			t.Errorf("c5 got c1's address")
+			t.Errorf("c5 got k1's address")
 		}
 
 		// ls shows all of them.
 		ls := ok(t, h, "container", "ls")
-		for _, name := range []string{"c1", "c2", "c3", "c4", "c5"} {
+		for _, name := range []string{"k1", "c2", "c3", "c4", "c5"} {
 			if !strings.Contains(ls, name) {
 				t.Errorf("container ls lacks %s:\n%s", name, ls)
 			}
 		}
 
 		// rm removes the netns, the veth and the endpoint; the address is free again.
-		ok(t, h, "container", "rm", "c1")
-		if netnsExists(h.ContainerNS("c1")) {
-			t.Errorf("netns of c1 left after rm")
+		ok(t, h, "container", "rm", "k1")
+		if netnsExists(h.ContainerNS("k1")) {
+			t.Errorf("netns of k1 left after rm")
 		}
 		if contains(hostLinks(t, h), hostIf) {
 			t.Errorf("veth %s left after rm", hostIf)
 		}
 		for _, e := range inspectNet(t, h, "n1").Containers {
-			if e.Name == "c1" {
-				t.Errorf("n1 still lists c1 after rm")
+			if e.Name == "k1" {
+				t.Errorf("n1 still lists k1 after rm")
 			}
 		}
-		fails(t, h, []string{"no such container"}, "container", "inspect", "c1")
-		fails(t, h, []string{"no such container"}, "container", "rm", "c1")
+		fails(t, h, []string{"no such container"}, "container", "inspect", "k1")
+		fails(t, h, []string{"no such container"}, "container", "rm", "k1")
 		createCtr(t, h, "c6", "--network", "n1", "--ip", "10.204.0.10")
 		ok(t, h, "container", "rm", "-f", "c2", "c3", "c4", "c5", "c6")
 		if ls := strings.TrimSpace(ok(t, h, "container", "ls")); strings.Count(ls, "\n") != 0 {

@@ -21,7 +21,10 @@ import (
 var dataplanes = []string{api.DataplaneKernel, api.DataplaneEBPF}
 
 func TestMain(m *testing.M) {
+	// Ctrl-C skips t.Cleanup; this removes the open labs instead.
+	stop := lab.CloseOnSignal()
 	code := m.Run()
+	stop()
 	lab.RemoveBuilt()
 	os.Exit(code)
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -349,7 +350,11 @@ func TestNetworkPrune(t *testing.T) {
 	forEachDataplane(t, func(t *testing.T, dp string) {
 		h := dpHost(t, dp)
 		createNet(t, h, dp, "old", "--label", "tmp")
-		time.Sleep(1500 * time.Millisecond)
+		// until= takes the midpoint of a gap between "old" and "tmp1" as a Unix
+		// timestamp: the split holds however slowly the commands after it run.
+		gapStart := time.Now()
+		time.Sleep(1 * time.Second)
+		cut := gapStart.Add(500 * time.Millisecond)
 		createNet(t, h, dp, "tmp1", "--label", "tmp=yes")
 		createNet(t, h, dp, "keep", "--label", "keep")
 		createNet(t, h, dp, "used", "--label", "tmp")
@@ -363,14 +368,16 @@ func TestNetworkPrune(t *testing.T) {
 		}
 		sameState(t, "prune answered n", before, snapshot(t, h))
 
-		// until=1s: only networks created over a second ago.
-		out = ok(t, h, "network", "prune", "-f", "--filter", "until=1s")
+		// until=<timestamp>: only networks created before it.
+		until := fmt.Sprintf("until=%d.%09d", cut.Unix(), cut.Nanosecond())
+		out = ok(t, h, "network", "prune", "-f", "--filter", until)
 		if !strings.Contains(out, "Deleted Networks:") || !strings.Contains(out, "old") || strings.Contains(out, "tmp1") {
-			t.Errorf("prune until=1s output %q", out)
+			t.Errorf("prune %s output %q", until, out)
 		}
 		if got := lsNames(t, h, "--filter", "type=custom"); !equal(got, sorted("tmp1", "keep", "used")) {
-			t.Errorf("after prune until=1s: %v", got)
+			t.Errorf("after prune %s: %v", until, got)
 		}
+		// until=<duration> counts back from the daemon's now: 1h is before everything.
 		ok(t, h, "network", "prune", "-f", "--filter", "until=1h")
 		if got := lsNames(t, h, "--filter", "type=custom"); !equal(got, sorted("tmp1", "keep", "used")) {
 			t.Errorf("prune until=1h removed something: %v", got)

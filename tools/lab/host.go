@@ -17,7 +17,7 @@ import (
 )
 
 // DaemonStartTimeout bounds how long StartDaemon waits for `netd version`.
-var DaemonStartTimeout = 10 * time.Second
+var DaemonStartTimeout = 30 * time.Second
 
 // Host is a lab host: a network namespace that runs (at most) one netd daemon.
 type Host struct {
@@ -226,13 +226,47 @@ func (h *Host) Exec(container string, cmd ...string) (stdout, stderr string, exi
 	return h.Netd(append([]string{"container", "exec", container, "--"}, cmd...)...)
 }
 
-// Ping sends 3 bounded pings from a container; nil means all answered.
+// PingAttempts bounds how often Ping and PingFromHost try before giving up.
+var PingAttempts = 3
+
+// pingArgs is one attempt: 3 echo requests, each answer awaited up to 2 s
+// (a loaded CI machine can be slow to schedule the replying namespace).
+var pingArgs = []string{"ping", "-c", "3", "-W", "2", "-i", "0.2"}
+
+// Ping checks that addr answers a container's pings: nil once an attempt
+// gets an answer (ping exits 0), an error with every attempt's output when
+// none of PingAttempts attempts does. A fresh link may lose its first
+// packets to ARP or a busy CPU; retrying, bounded, keeps that from flaking.
 func (h *Host) Ping(container, addr string) error {
-	out, errOut, code := h.Exec(container, "ping", "-c", "3", "-W", "1", "-i", "0.2", addr)
-	if code != 0 {
-		return fmt.Errorf("ping %s from %s: exit %d: %s%s", addr, container, code, out, errOut)
+	return h.pingRetry(fmt.Sprintf("ping %s from container %s", addr, container), func() (string, string, int) {
+		return h.Exec(container, append(append([]string(nil), pingArgs...), addr)...)
+	})
+}
+
+// PingFromHost is Ping from the lab host's own namespace.
+func (h *Host) PingFromHost(addr string) error {
+	return h.pingRetry(fmt.Sprintf("ping %s from host %s", addr, h.Node), func() (string, string, int) {
+		return h.Run(pingArgs[0], append(append([]string(nil), pingArgs[1:]...), addr)...)
+	})
+}
+
+func (h *Host) pingRetry(what string, attempt func() (string, string, int)) error {
+	var report strings.Builder
+	for i := 1; i <= PingAttempts; i++ {
+		out, errOut, code := attempt()
+		if code == 0 {
+			if i > 1 {
+				h.Lab.logf("[%s] %s answered on attempt %d of %d\n", h.Node, what, i, PingAttempts)
+			}
+			return nil
+		}
+		fmt.Fprintf(&report, "attempt %d: exit %d: %s%s\n", i, code, out, errOut)
+		if code < 0 || code > 2 {
+			break // not ping's own "no answer" (1) or error (2): netd or nsenter failed
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	return nil
+	return fmt.Errorf("%s: no answer:\n%s", what, strings.TrimRight(report.String(), "\n"))
 }
 
 // Run runs a command in the host's namespace (not in a container).

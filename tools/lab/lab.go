@@ -16,10 +16,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -61,10 +63,18 @@ type Lab struct {
 	trace    io.Writer
 	logLevel string
 
-	mu     sync.Mutex
-	hosts  []*Host
-	closed bool
+	mu        sync.Mutex
+	hosts     []*Host
+	closed    bool
+	closeDone chan struct{} // closed when the first Close has finished
+	closeErr  error
 }
+
+// openLabs are the labs not closed yet, for CloseOnSignal.
+var (
+	openMu   sync.Mutex
+	openLabs = map[*Lab]bool{}
+)
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
@@ -127,7 +137,44 @@ func newLab(t testing.TB, opts Options) (*Lab, error) {
 	if level == "" {
 		level = "debug"
 	}
-	return &Lab{Prefix: prefix, Dir: dir, t: t, bin: bin, trace: opts.Trace, logLevel: level}, nil
+	l := &Lab{Prefix: prefix, Dir: dir, t: t, bin: bin, trace: opts.Trace, logLevel: level, closeDone: make(chan struct{})}
+	openMu.Lock()
+	openLabs[l] = true
+	openMu.Unlock()
+	return l, nil
+}
+
+// CloseOnSignal makes SIGINT, SIGTERM and SIGHUP close every open lab of
+// this process before it exits with status 130, so a Ctrl-C'd test run
+// leaves no namespace, pin or daemon behind. Call it once from TestMain
+// or main; stop undoes it.
+func CloseOnSignal() (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	quit := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			openMu.Lock()
+			labs := make([]*Lab, 0, len(openLabs))
+			for l := range openLabs {
+				labs = append(labs, l)
+			}
+			openMu.Unlock()
+			fmt.Fprintf(os.Stderr, "\nlab: %v: removing %d open lab(s)\n", s, len(labs))
+			for _, l := range labs {
+				if err := l.Close(); err != nil {
+					fmt.Fprintf(os.Stderr, "lab %s: close: %v\n", l.Prefix, err)
+				}
+			}
+			os.Exit(130)
+		case <-quit:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(quit)
+	}
 }
 
 // NetdBin is the path of the netd binary the lab runs.
@@ -217,15 +264,24 @@ func (l *Lab) Wire(a, b *Host, ifName, aAddr, bAddr string) error {
 
 // Close stops every daemon and removes every namespace, pin and file the lab
 // (and its daemons) created. It keeps going after errors and reports them all.
+// A second call, also a concurrent one (a signal handler racing the normal
+// end), waits for the first to finish and returns its result.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil
+		<-l.closeDone
+		return l.closeErr
 	}
 	l.closed = true
 	hosts := append([]*Host(nil), l.hosts...)
 	l.mu.Unlock()
+	defer func() {
+		openMu.Lock()
+		delete(openLabs, l)
+		openMu.Unlock()
+		close(l.closeDone)
+	}()
 
 	var errs []error
 	if l.t != nil && l.t.Failed() {
@@ -245,7 +301,8 @@ func (l *Lab) Close() error {
 			errs = append(errs, fmt.Errorf("remove lab dir: %w", err))
 		}
 	}
-	return errors.Join(errs...)
+	l.closeErr = errors.Join(errs...)
+	return l.closeErr
 }
 
 // Namespaces lists the named network namespaces belonging to this lab:
