@@ -70,7 +70,7 @@ unit: ## Unit tests (all packages but the e2e tests)
 	$(GO) test -count=1 -timeout 5m $(UNIT_PKGS)
 
 fuzz: ## Fuzz the eBPF program for FUZZ_TIME (default 20s)
-	$(GO) test -run='^$$' -fuzz=FuzzFromContainer -fuzztime=$(FUZZ_TIME) ./dataplane/
+	$(GO) test -run='^$$' -fuzz=FuzzFromContainer -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=2s ./dataplane/
 
 e2e: build ## End-to-end tests: real daemons in lab namespaces (root)
 	NETD_BIN=$(NETD_BIN) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./tools/e2e/
