@@ -57,14 +57,9 @@ func runLoadSend(args []string) int {
 		fmt.Fprintln(os.Stderr, "load-send: bad --size, --batch or --duration")
 		return 2
 	}
-	raddr, err := net.ResolveUDPAddr("udp4", *dst)
+	conn, err := dialUDP(*dst)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "resolve destination:", err)
-		return 1
-	}
-	conn, err := net.DialUDP("udp4", nil, raddr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "dial udp:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer conn.Close()
@@ -214,6 +209,19 @@ func runPongServer(args []string) int {
 	}
 }
 
+// dialUDP connects a UDP socket to dst ("ip:port").
+func dialUDP(dst string) (*net.UDPConn, error) {
+	raddr, err := net.ResolveUDPAddr("udp4", dst)
+	if err != nil {
+		return nil, fmt.Errorf("resolve destination %s: %w", dst, err)
+	}
+	conn, err := net.DialUDP("udp4", nil, raddr)
+	if err != nil {
+		return nil, fmt.Errorf("dial udp %s: %w", dst, err)
+	}
+	return conn, nil
+}
+
 // maxPings caps the RTT slice so a very fast path cannot grow memory without bound.
 const maxPings = 5_000_000
 
@@ -227,14 +235,9 @@ func runPing(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	raddr, err := net.ResolveUDPAddr("udp4", *dst)
+	conn, err := dialUDP(*dst)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "resolve destination:", err)
-		return 1
-	}
-	conn, err := net.DialUDP("udp4", nil, raddr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "dial udp:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer conn.Close()

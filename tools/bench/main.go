@@ -227,7 +227,7 @@ func runBench(args []string) int {
 		var s Setup
 		switch name {
 		case setupVeth:
-			s = newVethSetup(prefix)
+			s = newVethSetup(prefix, o.netdBin)
 		case setupKernel:
 			s = newNetdSetup(prefix, "kernel", o.netdBin, "10.201.0.0/24", o.out)
 		case setupEBPF:

@@ -42,8 +42,6 @@ type Pair struct {
 	ServerCPU string
 }
 
-const netnsDir = "/run/netns"
-
 // randomPrefix returns "ndb" plus 4 random hex digits, unique per bench run; with a
 // one-letter suffix it still fits tools/lab's 8-character prefix limit.
 func randomPrefix() string {
@@ -70,7 +68,7 @@ func command(ctx context.Context, name string, args ...string) *exec.Cmd {
 
 // nsCommand runs name inside the named netns; nsenter keeps the mount namespace shared.
 func nsCommand(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
-	return command(ctx, "nsenter", append([]string{"--net=" + filepath.Join(netnsDir, ns), "--", name}, args...)...)
+	return command(ctx, "nsenter", append([]string{"--net=" + filepath.Join(lab.NetnsDir, ns), "--", name}, args...)...)
 }
 
 // pinned prefixes a command with taskset when a CPU is given.
@@ -94,29 +92,11 @@ func run(ctx context.Context, timeout time.Duration, name string, args ...string
 	return stdout.String(), nil
 }
 
-func ip(ctx context.Context, args ...string) error {
-	_, err := run(ctx, 10*time.Second, "ip", args...)
-	return err
-}
-
-// delNetns removes a named netns of ours; a missing one is not an error.
-func delNetns(name string) {
-	if !strings.HasPrefix(name, "ndb") {
-		return // never remove a namespace the bench did not name
-	}
-	if _, err := os.Stat(filepath.Join(netnsDir, name)); err != nil {
-		return
-	}
-	if err := ip(context.Background(), "netns", "del", name); err != nil {
-		fmt.Fprintf(os.Stderr, "cleanup: %v\n", err)
-	}
-}
-
 // waitPing checks the pair can talk before measuring, bounded by tries.
 func waitPing(ctx context.Context, p Pair) error {
 	var err error
 	for try := 0; try < 10; try++ {
-		if _, err = run(ctx, 3*time.Second, "nsenter", "--net="+filepath.Join(netnsDir, p.ClientNS), "--", "ping", "-c", "1", "-W", "1", p.ServerIP); err == nil {
+		if _, err = run(ctx, 3*time.Second, "nsenter", "--net="+filepath.Join(lab.NetnsDir, p.ClientNS), "--", "ping", "-c", "1", "-W", "1", p.ServerIP); err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -127,46 +107,53 @@ func waitPing(ctx context.Context, p Pair) error {
 	return fmt.Errorf("ping %s from %s: %w", p.ServerIP, p.ClientNS, err)
 }
 
-// vethSetup is a bare veth pair between two namespaces: the upper bound for any bridge.
+// vethSetup is a bare veth pair between two lab hosts: the upper bound for any bridge.
+// No daemon runs in it; the lab only provides the namespaces, the wire and the cleanup.
 type vethSetup struct {
-	prefix string
-	a, b   string
+	prefix, netdBin string
+	lab             *lab.Lab
+	a, b            *lab.Host
 }
 
-func newVethSetup(prefix string) *vethSetup {
-	return &vethSetup{prefix: prefix, a: prefix + "-va", b: prefix + "-vb"}
+func newVethSetup(prefix, netdBin string) *vethSetup {
+	// Its own lab, so its Close cannot touch the netd setups' namespaces.
+	return &vethSetup{prefix: prefix + "v", netdBin: netdBin}
 }
 
 func (s *vethSetup) Name() string { return setupVeth }
 
 func (s *vethSetup) Pair() Pair {
-	return Pair{ClientNS: s.a, ServerNS: s.b, ServerIP: "10.200.0.2"}
+	if s.b == nil {
+		return Pair{}
+	}
+	return Pair{ClientNS: s.a.NS(), ServerNS: s.b.NS(), ServerIP: "10.200.0.2"}
 }
 
 func (s *vethSetup) Up(ctx context.Context) error {
-	steps := [][]string{
-		{"netns", "add", s.a},
-		{"netns", "add", s.b},
-		// Created from inside the first namespace so the root namespace never sees the pair.
-		{"-n", s.a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", s.b},
-		{"-n", s.a, "addr", "add", "10.200.0.1/24", "dev", "eth0"},
-		{"-n", s.b, "addr", "add", "10.200.0.2/24", "dev", "eth0"},
-		{"-n", s.a, "link", "set", "lo", "up"},
-		{"-n", s.b, "link", "set", "lo", "up"},
-		{"-n", s.a, "link", "set", "eth0", "up"},
-		{"-n", s.b, "link", "set", "eth0", "up"},
+	l, err := lab.New(nil, lab.Options{Prefix: s.prefix, NetdBin: s.netdBin})
+	if err != nil {
+		return fmt.Errorf("create lab: %w", err)
 	}
-	for _, st := range steps {
-		if err := ip(ctx, st...); err != nil {
-			return fmt.Errorf("set up veth: %w", err)
-		}
+	s.lab = l
+	if s.a, err = l.Host("va"); err != nil {
+		return fmt.Errorf("create lab host: %w", err)
+	}
+	if s.b, err = l.Host("vb"); err != nil {
+		return fmt.Errorf("create lab host: %w", err)
+	}
+	if err := l.Wire(s.a, s.b, "eth0", "10.200.0.1/24", "10.200.0.2/24"); err != nil {
+		return fmt.Errorf("set up veth: %w", err)
 	}
 	return waitPing(ctx, s.Pair())
 }
 
 func (s *vethSetup) Down() {
-	delNetns(s.a)
-	delNetns(s.b)
+	if s.lab == nil {
+		return
+	}
+	if err := s.lab.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "cleanup veth: %v\n", err)
+	}
 }
 
 // netdSetup is a lab host (tools/lab) running its own netd daemon with one bridge network

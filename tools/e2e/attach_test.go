@@ -5,16 +5,15 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/tools/lab"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // ingressPrograms asks the kernel, not netd, which eBPF programs run on the
@@ -23,7 +22,7 @@ import (
 func ingressPrograms(t *testing.T, h *lab.Host) map[string][]ebpf.ProgramID {
 	t.Helper()
 	progs := map[string][]ebpf.ProgramID{}
-	err := inNetns(h.NSPath(), func() error {
+	err := dataplane.InSandbox(h.NSPath(), func() error {
 		links, err := netlink.LinkList()
 		if err != nil {
 			return fmt.Errorf("list links: %w", err)
@@ -58,39 +57,6 @@ func ingressPrograms(t *testing.T, h *lab.Host) map[string][]ebpf.ProgramID {
 		t.Fatalf("query eBPF attachments in %s: %v", h.NS(), err)
 	}
 	return progs
-}
-
-// inNetns runs fn on a locked thread inside the namespace at path.
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: if restoring failed it must die.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore netns: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // bpfProgIDs lists the IDs of every program attached in the host, sorted.
