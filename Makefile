@@ -13,7 +13,7 @@ DEPS_PKGS := clang llvm libbpf-dev bpftool iproute2 bridge-utils iperf3 sockperf
              tcpdump nftables iputils-ping netcat-openbsd util-linux
 
 UNIT_PKGS    = $$($(GO) list ./... | grep -v /tools/e2e)
-GENERATED    = dataplane/*_bpfel.go dataplane/*_bpfel.o
+GENERATED    = dataplane/fastpath/*_bpfel.go dataplane/fastpath/*_bpfel.o
 FUZZ_TIME   ?= 20s
 E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=
@@ -39,8 +39,8 @@ deps: ## Install build/test/bench packages with apt-get (idempotent; no update w
 	fi
 	@command -v $(GO) >/dev/null || { echo "deps: Go not found (expected /usr/local/go/bin/go)"; exit 1; }
 
-generate: ## Regenerate the bpf2go Go bindings and eBPF objects in dataplane/
-	$(GO) generate ./dataplane/
+generate: ## Regenerate the bpf2go Go bindings and eBPF objects in dataplane/fastpath/
+	$(GO) generate ./dataplane/fastpath/
 
 build: ## Build bin/netd
 	@mkdir -p bin
@@ -59,8 +59,8 @@ vet: ## go vet ./...
 check-generated: ## Fail if the committed eBPF objects/bindings differ from a fresh `go generate`
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	cp -a go.mod go.sum api bpf dataplane "$$tmp"/; \
-	rm -f "$$tmp"/dataplane/*_bpfel.go "$$tmp"/dataplane/*_bpfel.o; \
-	(cd "$$tmp" && $(GO) generate ./dataplane/) || exit 1; \
+	rm -f $(addprefix "$$tmp"/,$(GENERATED)); \
+	(cd "$$tmp" && $(GO) generate ./dataplane/fastpath/) || exit 1; \
 	fresh=$$(cd "$$tmp" && ls $(GENERATED) 2>/dev/null); have=$$(ls $(GENERATED) 2>/dev/null); \
 	if [ "$$fresh" != "$$have" ]; then echo "generated files differ: have [$$have] fresh [$$fresh]; run make generate"; exit 1; fi; \
 	for f in $$fresh; do cmp -s "$$f" "$$tmp/$$f" || { echo "$$f is stale: run make generate"; exit 1; }; done; \
@@ -70,7 +70,7 @@ unit: ## Unit tests (all packages but the e2e tests)
 	$(GO) test -count=1 -timeout 5m $(UNIT_PKGS)
 
 fuzz: ## Fuzz the eBPF program for FUZZ_TIME (default 20s)
-	$(GO) test -run='^$$' -fuzz=FuzzFromContainer -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=2s ./dataplane/
+	$(GO) test -run='^$$' -fuzz=FuzzFromContainer -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=2s ./dataplane/fastpath/
 
 e2e: build ## End-to-end tests: real daemons in lab namespaces (root)
 	NETD_BIN=$(NETD_BIN) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./tools/e2e/

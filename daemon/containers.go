@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/stringid"
 	"github.com/netd-dev/netd/dataplane"
 )
 
@@ -126,7 +127,7 @@ func parseMAC(s string) (net.HardwareAddr, error) {
 // names the container already uses.
 func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.EndpointSettings, taken map[string]bool) (*EndpointRecord, error) {
 	ep := &EndpointRecord{
-		ID:          NewID(),
+		ID:          stringid.NewID(),
 		NetworkID:   n.ID,
 		ContainerID: c.ID,
 		Aliases:     slices.Clone(s.Aliases),
@@ -203,7 +204,7 @@ func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.Endpo
 type attached struct {
 	n   *dataplane.NetworkConfig
 	ep  *dataplane.EndpointConfig
-	drv Driver
+	drv dataplane.Driver
 }
 
 // attachment gathers what the driver of n needs for ep; the error says
@@ -295,13 +296,13 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 		return api.ContainerCreateResponse{}, errInvalid(errTextMixedModes)
 	}
 
-	id := NewID()
+	id := stringid.NewID()
 	c := &ContainerRecord{
 		ID:          id,
 		Name:        name,
 		Created:     m.now(),
 		Labels:      maps.Clone(req.Labels),
-		SandboxID:   NewID(),
+		SandboxID:   stringid.NewID(),
 		Sandbox:     m.sandboxPrefix() + name,
 		HostNetwork: nets[0].Driver == DriverHost,
 	}
@@ -369,7 +370,7 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 	for _, ep := range eps {
 		m.endpoints[ep.ID] = ep
 	}
-	m.log.Info("container created", "name", name, "id", ShortID(id), "netns", c.Sandbox)
+	m.log.Info("container created", "name", name, "id", stringid.ShortID(id), "netns", c.Sandbox)
 	return api.ContainerCreateResponse{ID: id}, nil
 }
 
@@ -555,7 +556,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 	if sbErr == nil {
 		delete(m.sandboxNames, c.Sandbox)
 	}
-	m.log.Info("container removed", "name", c.Name, "id", ShortID(c.ID))
+	m.log.Info("container removed", "name", c.Name, "id", stringid.ShortID(c.ID))
 	return nil
 }
 

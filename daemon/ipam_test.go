@@ -5,27 +5,15 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/netd-dev/netd/api/errdefs/errdefstest"
+
 	"github.com/netd-dev/netd/api"
 )
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
 
-// checkErr fails unless err's text is want ("" = no error) and, for an
-// error, its kind matches isKind (nil = any kind).
-func checkErr(t *testing.T, err error, want string, isKind func(error) bool) {
-	t.Helper()
-	switch {
-	case want == "" && err != nil:
-		t.Fatalf("unexpected error: %v", err)
-	case want != "" && err == nil:
-		t.Fatalf("no error, want %q", want)
-	case want != "" && err.Error() != want:
-		t.Fatalf("error %q, want %q", err.Error(), want)
-	case want != "" && isKind != nil && !isKind(err):
-		t.Fatalf("error %q (%T) is not of the wanted kind", err, err)
-	}
-}
+var checkErr = errdefstest.CheckErr
 
 func TestParseAddressPool(t *testing.T) {
 	tests := []struct {

@@ -17,10 +17,13 @@ import (
 	"time"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/stringid"
 	"github.com/netd-dev/netd/dataplane"
 )
 
-// Driver type names of the built-in drivers.
+// Driver type names the manager knows of: the default driver, and the
+// two whose networks are Docker's network modes (host, none) rather than
+// networks a container can mix with others.
 const (
 	DriverBridge = "bridge"
 	DriverHost   = "host"
@@ -57,11 +60,14 @@ type StatusProvider interface {
 // ManagerConfig holds what a Manager needs; zero fields get defaults
 // where one makes sense.
 type ManagerConfig struct {
-	Store            *Store
-	Drivers          []Driver
+	Store *Store
+	// Drivers in registration order: built-in networks are created in it.
+	Drivers []dataplane.Driver
+	// DefaultDriver is the driver of networks created without -d (bridge).
+	DefaultDriver    string
 	Sandboxes        Sandboxes
 	NodeName         string
-	DefaultDataplane string
+	DefaultDataplane string // reported by GET /v1/version; drivers apply it
 	Pools            []AddressPool
 	// HostRoutes lists the destinations routed in the daemon's netns;
 	// automatic subnets avoid them.
@@ -78,7 +84,9 @@ type Manager struct {
 	mu sync.Mutex
 
 	store            *Store
-	drivers          map[string]Driver
+	drivers          map[string]dataplane.Driver
+	driverOrder      []string
+	defaultDriver    string
 	sandboxes        Sandboxes
 	nodeName         string
 	defaultDataplane string
@@ -104,7 +112,8 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	m := &Manager{
 		store:            cfg.Store,
-		drivers:          map[string]Driver{},
+		drivers:          map[string]dataplane.Driver{},
+		defaultDriver:    cmp.Or(cfg.DefaultDriver, DriverBridge),
 		sandboxes:        cfg.Sandboxes,
 		nodeName:         cfg.NodeName,
 		defaultDataplane: cmp.Or(cfg.DefaultDataplane, api.DataplaneEBPF),
@@ -131,7 +140,11 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		m.hostRoutes = func() ([]netip.Prefix, error) { return nil, nil }
 	}
 	for _, d := range cfg.Drivers {
+		if _, dup := m.drivers[d.Type()]; dup {
+			return nil, fmt.Errorf("new manager: driver %q registered twice", d.Type())
+		}
 		m.drivers[d.Type()] = d
+		m.driverOrder = append(m.driverOrder, d.Type())
 	}
 	st, err := cfg.Store.Load()
 	if err != nil {
@@ -139,6 +152,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	for _, n := range st.Networks {
 		m.networks[n.ID] = n
+		if raw, ok := st.Legacy[n.ID]; ok {
+			m.upgradeRecord(n, raw)
+		}
 	}
 	for _, c := range st.Containers {
 		m.containers[c.ID] = c
@@ -171,7 +187,27 @@ func (m *Manager) DataplaneStatus() (st api.DataplaneStatus, ok bool, err error)
 	return st, true, err
 }
 
-func (m *Manager) driver(name string) (Driver, error) {
+// upgradeRecord gives a network stored by an older netd, which kept the
+// driver's settings as record fields, its DriverState.
+func (m *Manager) upgradeRecord(n *NetworkRecord, raw []byte) {
+	dec, ok := m.drivers[n.Driver].(dataplane.LegacyStateDecoder)
+	if !ok {
+		return
+	}
+	state, err := dec.DecodeLegacyState(raw)
+	if err != nil {
+		m.log.Warn("cannot upgrade network record", "network", n.Name, "err", err)
+		return
+	}
+	n.DriverState = state
+	if err := m.store.Update(func(tx *StoreTx) error { return tx.PutNetwork(n) }); err != nil {
+		m.log.Warn("cannot store upgraded network record", "network", n.Name, "err", err)
+		return
+	}
+	m.log.Info("upgraded network record to driver state", "network", n.Name, "driver", n.Driver)
+}
+
+func (m *Manager) driver(name string) (dataplane.Driver, error) {
 	d, ok := m.drivers[name]
 	if !ok {
 		return nil, errNotFound("plugin %q not found", name)
@@ -182,19 +218,15 @@ func (m *Manager) driver(name string) (Driver, error) {
 // networkConfig rebuilds what a driver needs from a record.
 func networkConfig(n *NetworkRecord) *dataplane.NetworkConfig {
 	return &dataplane.NetworkConfig{
-		ID:         n.ID,
-		Name:       n.Name,
-		Driver:     n.Driver,
-		Dataplane:  n.Dataplane,
-		Index:      n.Index,
-		BridgeName: n.BridgeName,
-		Subnet:     n.Subnet,
-		Gateway:    n.Gateway,
-		MTU:        n.MTU,
-		Internal:   n.Internal,
-		ICC:        n.ICC,
-		Masquerade: n.Masquerade,
-		Options:    maps.Clone(n.Options),
+		ID:          n.ID,
+		Name:        n.Name,
+		Driver:      n.Driver,
+		Index:       n.Index,
+		Subnet:      n.Subnet,
+		Gateway:     n.Gateway,
+		Internal:    n.Internal,
+		Options:     maps.Clone(n.Options),
+		DriverState: maps.Clone(n.DriverState),
 	}
 }
 
@@ -321,12 +353,12 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 	if m.networkByName(req.Name) != nil {
 		return api.NetworkCreateResponse{}, errConflict("network with name %s already exists", req.Name)
 	}
-	driverName := cmp.Or(req.Driver, DriverBridge)
-	if _, err := m.driver(driverName); err != nil {
+	driverName := cmp.Or(req.Driver, m.defaultDriver)
+	d, err := m.driver(driverName)
+	if err != nil {
 		return api.NetworkCreateResponse{}, err
 	}
-	switch driverName {
-	case DriverHost, DriverNull:
+	if d.Capabilities().Singleton {
 		// Docker allows a single instance of these, the built-in one.
 		return api.NetworkCreateResponse{}, errForbidden("only one instance of %q network is allowed", driverName)
 	}
@@ -334,7 +366,7 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 		return api.NetworkCreateResponse{}, errNotFound("plugin %q not found", req.IPAM.Driver)
 	}
 
-	id := NewID()
+	id := stringid.NewID()
 	rec := &NetworkRecord{
 		ID:         id,
 		Name:       req.Name,
@@ -350,32 +382,36 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 	if err := m.assignIPAM(rec, req.IPAM); err != nil {
 		return api.NetworkCreateResponse{}, err
 	}
-	if driverName == DriverBridge {
-		bo, err := ParseBridgeOptions(req.Options, m.defaultDataplane)
-		if err != nil {
-			return api.NetworkCreateResponse{}, err
-		}
-		rec.BridgeName = cmp.Or(bo.Name, "br-"+ShortID(id))
-		rec.ICC, rec.Masquerade, rec.MTU = bo.ICC, bo.Masquerade, bo.MTU
-		rec.Dataplane = cmp.Or(bo.Dataplane, m.defaultDataplane)
-		for _, o := range m.networks {
-			if o.BridgeName == rec.BridgeName {
-				return api.NetworkCreateResponse{}, errForbidden(
-					"cannot create network %s (%s): conflicts with network %s (%s): networks have same bridge name",
-					id, rec.BridgeName, o.ID, o.BridgeName)
-			}
-		}
+	if err := m.validateNetwork(d, rec); err != nil {
+		return api.NetworkCreateResponse{}, err
 	}
 	if err := m.createNetwork(ctx, rec); err != nil {
 		return api.NetworkCreateResponse{}, err
 	}
-	m.log.Info("network created", "name", rec.Name, "id", ShortID(id), "driver", rec.Driver, "subnet", rec.Subnet)
+	m.log.Info("network created", "name", rec.Name, "id", stringid.ShortID(id), "driver", rec.Driver, "subnet", rec.Subnet)
 	return api.NetworkCreateResponse{ID: id}, nil
+}
+
+// validateNetwork has the driver check rec's options against its other
+// networks and keeps the state it returns in rec.
+func (m *Manager) validateNetwork(d dataplane.Driver, rec *NetworkRecord) error {
+	var others []*dataplane.NetworkConfig
+	for _, o := range m.sortedNetworks() {
+		if o.Driver == rec.Driver {
+			others = append(others, networkConfig(o))
+		}
+	}
+	state, err := d.ValidateNetwork(networkConfig(rec), others)
+	if err != nil {
+		return err
+	}
+	rec.DriverState = state
+	return nil
 }
 
 // assignIPAM fills the address fields of rec from the request or the pools.
 func (m *Manager) assignIPAM(rec *NetworkRecord, ipam *api.IPAM) error {
-	if rec.Driver != DriverBridge {
+	if d, err := m.driver(rec.Driver); err != nil || !d.Capabilities().IPAM {
 		if ipam != nil && len(ipam.Config) > 0 {
 			return errInvalid("%s network does not support IPAM configuration", rec.Driver)
 		}
@@ -471,7 +507,7 @@ func (m *Manager) removeNetwork(ctx context.Context, n *NetworkRecord) error {
 		return fmt.Errorf("remove network %s from store: %w", n.Name, err)
 	}
 	delete(m.networks, n.ID)
-	m.log.Info("network removed", "name", n.Name, "id", ShortID(n.ID))
+	m.log.Info("network removed", "name", n.Name, "id", stringid.ShortID(n.ID))
 	return nil
 }
 
@@ -555,7 +591,7 @@ func (m *Manager) networkView(n *NetworkRecord) api.Network {
 		Name:       n.Name,
 		ID:         n.ID,
 		Created:    n.Created,
-		Scope:      "local",
+		Scope:      m.scopeOf(n),
 		Driver:     n.Driver,
 		EnableIPv4: true,
 		IPAM:       api.IPAM{Driver: "default", Options: map[string]string{}, Config: []api.IPAMConfig{}},
@@ -592,60 +628,49 @@ func (m *Manager) networkView(n *NetworkRecord) api.Network {
 	return v
 }
 
-// EnsureBuiltins creates bridge, host and none when missing, like dockerd
+// scopeOf is the Scope its driver declares for n (local without a driver).
+func (m *Manager) scopeOf(n *NetworkRecord) string {
+	if d, ok := m.drivers[n.Driver]; ok && d.Capabilities().Scope != "" {
+		return d.Capabilities().Scope
+	}
+	return dataplane.ScopeLocal
+}
+
+// EnsureBuiltins creates the built-in network of every driver that has one
+// (bridge, host, none) when missing, in registration order, like dockerd
 // at its first start.
 func (m *Manager) EnsureBuiltins(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.networkByName(NetworkBridge) == nil {
-		subnet, err := m.allocateSubnet()
-		if err != nil {
-			return fmt.Errorf("pick subnet of the default bridge: %w", err)
+	for _, typ := range m.driverOrder {
+		d := m.drivers[typ]
+		b, ok := d.(dataplane.Builtiner)
+		if !ok {
+			continue
 		}
-		rec := &NetworkRecord{
-			ID:      NewID(),
-			Name:    NetworkBridge,
-			Driver:  DriverBridge,
-			Created: m.now(),
-			Builtin: true,
-			Subnet:  subnet,
-			Gateway: DefaultGateway(subnet),
-			Options: map[string]string{
-				"com.docker.network.bridge.default_bridge": "true",
-				api.OptEnableICC:  "true",
-				api.OptEnableMasq: "true",
-				"com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
-				api.OptBridgeName: api.DefaultBridgeName,
-				api.OptMTU:        "1500",
-				api.OptDataplane:  m.defaultDataplane,
-			},
-			Dataplane:  m.defaultDataplane,
-			BridgeName: api.DefaultBridgeName,
-			MTU:        1500,
-			ICC:        true,
-			Masquerade: true,
-			Index:      m.nextIndex(),
-		}
-		if err := m.createNetwork(ctx, rec); err != nil {
-			return err
-		}
-		m.log.Info("created default bridge network", "subnet", subnet, "bridge", rec.BridgeName)
-	}
-	for _, b := range []struct{ name, driver string }{{NetworkHost, DriverHost}, {NetworkNone, DriverNull}} {
-		if m.networkByName(b.name) != nil {
+		spec := b.BuiltinNetwork()
+		if m.networkByName(spec.Name) != nil {
 			continue
 		}
 		rec := &NetworkRecord{
-			ID:      NewID(),
-			Name:    b.name,
-			Driver:  b.driver,
+			ID:      stringid.NewID(),
+			Name:    spec.Name,
+			Driver:  typ,
 			Created: m.now(),
 			Builtin: true,
+			Options: maps.Clone(spec.Options),
 			Index:   m.nextIndex(),
+		}
+		if err := m.assignIPAM(rec, nil); err != nil {
+			return fmt.Errorf("pick subnet of the built-in %s network: %w", spec.Name, err)
+		}
+		if err := m.validateNetwork(d, rec); err != nil {
+			return fmt.Errorf("built-in %s network: %w", spec.Name, err)
 		}
 		if err := m.createNetwork(ctx, rec); err != nil {
 			return err
 		}
+		m.log.Info("created built-in network", "name", rec.Name, "driver", typ, "subnet", rec.Subnet)
 	}
 	return nil
 }
@@ -705,7 +730,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			}
 			d := m.drivers[n.Driver]
 			if err := d.CreateEndpoint(ctx, netCfg, epCfg); err != nil {
-				errs = append(errs, fmt.Errorf("recreate endpoint %s of %s on %s: %w", ShortID(ep.ID), c.Name, n.Name, err))
+				errs = append(errs, fmt.Errorf("recreate endpoint %s of %s on %s: %w", stringid.ShortID(ep.ID), c.Name, n.Name, err))
 				continue
 			}
 			if err := d.Join(ctx, netCfg, epCfg); err != nil {

@@ -15,16 +15,18 @@ import (
 
 	"github.com/netd-dev/netd/api"
 	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/bridge"
 )
 
 // fakeDriver keeps the "kernel" state a real driver would build and
 // records every call, so tests can check both what was done and what is left.
 type fakeDriver struct {
 	typ string
+	dp  string // default dataplane, for the bridge's own option parsing
 
 	mu     sync.Mutex
 	calls  []string
-	nets   map[string]*dataplane.NetworkConfig
+	nets   map[string]*fakeNet
 	eps    map[string]*dataplane.EndpointConfig // created
 	joined map[string]*dataplane.EndpointConfig
 	fail   map[string]error // method -> error to return
@@ -35,7 +37,7 @@ type fakeDriver struct {
 func newFakeDriver(typ string) *fakeDriver {
 	return &fakeDriver{
 		typ:    typ,
-		nets:   map[string]*dataplane.NetworkConfig{},
+		nets:   map[string]*fakeNet{},
 		eps:    map[string]*dataplane.EndpointConfig{},
 		joined: map[string]*dataplane.EndpointConfig{},
 		fail:   map[string]error{},
@@ -49,13 +51,58 @@ func (d *fakeDriver) record(method, what string) error {
 	return d.fail[method]
 }
 
+// fakeNet is a network as the fake holds it: the config with the bridge
+// driver's State decoded (zero for other drivers), as the real driver sees it.
+type fakeNet struct {
+	*dataplane.NetworkConfig
+	bridge.State
+}
+
 func (d *fakeDriver) Type() string { return d.typ }
+
+// Capabilities are those of the real driver of that type.
+func (d *fakeDriver) Capabilities() dataplane.Capabilities {
+	if d.typ == "bridge" {
+		return dataplane.Capabilities{Scope: dataplane.ScopeLocal, IPAM: true}
+	}
+	return dataplane.Capabilities{Scope: dataplane.ScopeLocal, Singleton: true}
+}
+
+// ValidateNetwork parses options with the real bridge driver's code.
+func (d *fakeDriver) ValidateNetwork(n *dataplane.NetworkConfig, others []*dataplane.NetworkConfig) (map[string]string, error) {
+	if d.typ != "bridge" {
+		return nil, nil
+	}
+	st, err := bridge.Validate(d.dp, n, others)
+	if err != nil {
+		return nil, err
+	}
+	return st.Map(), nil
+}
+
+func (d *fakeDriver) BuiltinNetwork() dataplane.BuiltinNetwork {
+	switch d.typ {
+	case "bridge":
+		return bridge.Builtin(d.dp)
+	case "null":
+		return dataplane.BuiltinNetwork{Name: "none"}
+	}
+	return dataplane.BuiltinNetwork{Name: d.typ}
+}
 
 func (d *fakeDriver) CreateNetwork(_ context.Context, n *dataplane.NetworkConfig) error {
 	if err := d.record("CreateNetwork", n.Name); err != nil {
 		return err
 	}
-	d.nets[n.ID] = n
+	fn := &fakeNet{NetworkConfig: n}
+	if d.typ == "bridge" {
+		st, err := bridge.StateOf(n)
+		if err != nil {
+			return err
+		}
+		fn.State = st
+	}
+	d.nets[n.ID] = fn
 	return nil
 }
 
@@ -191,9 +238,10 @@ func (e *testEnv) open(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	e.store = s
 	e.bridge, e.host, e.null = newFakeDriver("bridge"), newFakeDriver("host"), newFakeDriver("null")
+	e.bridge.dp = api.DataplaneKernel
 	e.m, err = NewManager(ManagerConfig{
 		Store:            s,
-		Drivers:          []Driver{e.bridge, e.host, e.null},
+		Drivers:          []dataplane.Driver{e.bridge, e.host, e.null},
 		Sandboxes:        e.sb,
 		NodeName:         "node1",
 		DefaultDataplane: api.DataplaneKernel,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/errdefs"
 )
 
 // Version is netd's version, set at link time with -X.
@@ -113,19 +114,10 @@ func (s *server) logged(h http.Handler) http.Handler {
 
 // statusOf maps an error kind to Docker's status code.
 func statusOf(err error) int {
-	switch {
-	case IsForbidden(err):
-		return http.StatusForbidden
-	case IsNotFound(err):
-		return http.StatusNotFound
-	case IsConflict(err):
-		return http.StatusConflict
-	case IsInvalidParameter(err):
-		return http.StatusBadRequest
-	case errors.As(err, new(errBodyTooLarge)):
+	if errors.As(err, new(errBodyTooLarge)) {
 		return http.StatusRequestEntityTooLarge
 	}
-	return http.StatusInternalServerError
+	return errdefs.HTTPStatus(err)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,12 +38,10 @@ type NetworkRecord struct {
 	Labels     map[string]string     `json:"labels,omitempty"`
 	Internal   bool                  `json:"internal,omitempty"`
 	Attachable bool                  `json:"attachable,omitempty"`
-	Dataplane  string                `json:"dataplane,omitempty"`
-	BridgeName string                `json:"bridgeName,omitempty"`
-	MTU        int                   `json:"mtu,omitempty"`
-	ICC        bool                  `json:"icc,omitempty"`
-	Masquerade bool                  `json:"masquerade,omitempty"`
 	Index      uint32                `json:"index"`
+	// DriverState is the driver's own settings (ValidateNetwork's result),
+	// opaque here.
+	DriverState map[string]string `json:"driverState,omitempty"`
 }
 
 // EndpointRecord is one attachment of a container to a network.
@@ -76,6 +75,10 @@ type State struct {
 	Endpoints  []*EndpointRecord
 	Containers []*ContainerRecord
 	Sandboxes  []string
+	// Legacy holds, by network ID, records an older netd wrote with driver
+	// settings as fields of their own (no DriverState): for the driver's
+	// LegacyStateDecoder.
+	Legacy map[string][]byte
 }
 
 // Store is the bbolt state database; every mutation is one transaction.
@@ -116,6 +119,9 @@ func (s *Store) Load() (*State, error) {
 		if err := loadBucket(tx, bucketNetworks, &st.Networks); err != nil {
 			return err
 		}
+		if err := loadLegacy(tx, st); err != nil {
+			return err
+		}
 		if err := loadBucket(tx, bucketEndpoints, &st.Endpoints); err != nil {
 			return err
 		}
@@ -142,6 +148,39 @@ func loadBucket[T any](tx *bolt.Tx, name []byte, out *[]*T) error {
 		*out = append(*out, rec)
 		return nil
 	})
+}
+
+// loadLegacy finds network records without DriverState that carry fields
+// NetworkRecord no longer has.
+func loadLegacy(tx *bolt.Tx, st *State) error {
+	b := tx.Bucket(bucketNetworks)
+	for _, n := range st.Networks {
+		if n.DriverState != nil {
+			continue
+		}
+		raw := b.Get([]byte(n.ID))
+		var have, known map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &have); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucketNetworks, n.ID, err)
+		}
+		again, err := json.Marshal(n)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(again, &known); err != nil {
+			return err
+		}
+		for k := range have {
+			if _, ok := known[k]; !ok {
+				if st.Legacy == nil {
+					st.Legacy = map[string][]byte{}
+				}
+				st.Legacy[n.ID] = bytes.Clone(raw) // raw is only valid in the transaction
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // Update runs fn in one read-write transaction: all its changes are

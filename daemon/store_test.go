@@ -25,8 +25,8 @@ func TestStoreRoundTrip(t *testing.T) {
 		UserSubnet: true,
 		Options:    map[string]string{"com.docker.network.bridge.name": "brf"},
 		Labels:     map[string]string{"team": "a"},
-		Internal:   true, Attachable: true, Dataplane: "kernel", BridgeName: "brf",
-		MTU: 1400, ICC: true, Masquerade: false, Index: 7,
+		Internal:   true, Attachable: true, Index: 7,
+		DriverState: map[string]string{"bridge": "brf", "mtu": "1400", "icc": "true"},
 	}
 	bare := &NetworkRecord{ID: "n2", Name: "none", Driver: "null", Created: created, Builtin: true, Index: 2}
 	ep := &EndpointRecord{

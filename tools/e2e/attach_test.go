@@ -11,7 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 	"github.com/netd-dev/netd/tools/lab"
 	"github.com/vishvananda/netlink"
 )
@@ -22,7 +22,7 @@ import (
 func ingressPrograms(t *testing.T, h *lab.Host) map[string][]ebpf.ProgramID {
 	t.Helper()
 	progs := map[string][]ebpf.ProgramID{}
-	err := dataplane.InSandbox(h.NSPath(), func() error {
+	err := sandbox.DoPath(h.NSPath(), func() error {
 		links, err := netlink.LinkList()
 		if err != nil {
 			return fmt.Errorf("list links: %w", err)

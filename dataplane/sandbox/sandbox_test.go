@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package sandbox_test
 
 import (
 	"os"
@@ -8,22 +8,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netd-dev/netd/api/stringid"
+	"github.com/netd-dev/netd/dataplane/internal/nstest"
+	"github.com/netd-dev/netd/dataplane/sandbox"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 func TestSandboxLifecycle(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, "ip")
-	prefix := "ndt-" + randHex(6) + "-"
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "ip")
+	prefix := "ndt-" + stringid.RandomHex(6) + "-"
 	name := prefix + "web"
-	path, err := CreateSandbox(name)
+	path, err := sandbox.Create(name)
 	if err != nil {
 		t.Fatalf("CreateSandbox: %v", err)
 	}
-	t.Cleanup(func() { DeleteSandbox(name) })
-	if path != SandboxPath(name) || path != "/run/netns/"+name {
+	t.Cleanup(func() { sandbox.Delete(name) })
+	if path != sandbox.Path(name) || path != "/run/netns/"+name {
 		t.Errorf("path = %q, want /run/netns/%s", path, name)
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -31,7 +35,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	}
 
 	// A real, separate netns with lo up and nothing else.
-	out := nsRun(t, name, "ip", "-o", "link", "show")
+	out := nstest.Run(t, name, "ip", "-o", "link", "show")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "lo:") ||
 		!strings.Contains(lines[0], "UP") {
 		t.Errorf("links in sandbox:\n%s", out)
@@ -47,16 +51,16 @@ func TestSandboxLifecycle(t *testing.T) {
 		t.Error("sandbox is the test's own netns")
 	}
 
-	if _, err := CreateSandbox(name); err == nil || err.Error() != "sandbox "+name+" already exists" {
+	if _, err := sandbox.Create(name); err == nil || err.Error() != "sandbox "+name+" already exists" {
 		t.Errorf("duplicate CreateSandbox error = %v", err)
 	}
 
 	other := prefix + "db"
-	if _, err := CreateSandbox(other); err != nil {
+	if _, err := sandbox.Create(other); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { DeleteSandbox(other) })
-	names, err := ListSandboxes(prefix)
+	t.Cleanup(func() { sandbox.Delete(other) })
+	names, err := sandbox.List(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,37 +68,37 @@ func TestSandboxLifecycle(t *testing.T) {
 		t.Errorf("ListSandboxes = %v, want %v", names, want)
 	}
 
-	if err := DeleteSandbox(name); err != nil {
+	if err := sandbox.Delete(name); err != nil {
 		t.Fatalf("DeleteSandbox: %v", err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("%s still there after delete: %v", path, err)
 	}
-	if err := DeleteSandbox(name); err != nil {
+	if err := sandbox.Delete(name); err != nil {
 		t.Errorf("second DeleteSandbox: %v", err)
 	}
-	names, _ = ListSandboxes(prefix)
+	names, _ = sandbox.List(prefix)
 	if !slices.Equal(names, []string{other}) {
 		t.Errorf("ListSandboxes after delete = %v", names)
 	}
-	if _, err := CreateSandbox("a/b"); err == nil {
+	if _, err := sandbox.Create("a/b"); err == nil {
 		t.Error("CreateSandbox accepted a name with a slash")
 	}
 }
 
 func TestHostSandbox(t *testing.T) {
-	requireRoot(t)
-	_, labPath := testSandbox(t)
-	name := "ndt-" + randHex(8)
+	nstest.RequireRoot(t)
+	_, labPath := nstest.Sandbox(t)
+	name := "ndt-" + stringid.RandomHex(8)
 	var path string
 	// The lab plays the daemon's netns: the host sandbox must be that one.
-	if err := InSandbox(labPath, func() (err error) {
-		path, err = CreateHostSandbox(name)
+	if err := sandbox.DoPath(labPath, func() (err error) {
+		path, err = sandbox.CreateHost(name)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { DeleteSandbox(name) })
+	t.Cleanup(func() { sandbox.Delete(name) })
 	var a, b unix.Stat_t
 	if err := unix.Stat(labPath, &a); err != nil {
 		t.Fatal(err)
@@ -105,21 +109,21 @@ func TestHostSandbox(t *testing.T) {
 	if a.Dev != b.Dev || a.Ino != b.Ino {
 		t.Errorf("host sandbox %s is not the caller's netns %s", path, labPath)
 	}
-	if _, err := CreateHostSandbox(name); err == nil {
+	if _, err := sandbox.CreateHost(name); err == nil {
 		t.Error("duplicate CreateHostSandbox succeeded")
 	}
 }
 
-func TestInSandbox(t *testing.T) {
-	requireRoot(t)
-	_, path := testSandbox(t)
+func TestDoPath(t *testing.T) {
+	nstest.RequireRoot(t)
+	_, path := nstest.Sandbox(t)
 	before, err := netns.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer before.Close()
 	var links []netlink.Link
-	err = InSandbox(path, func() error {
+	err = sandbox.DoPath(path, func() error {
 		cur, err := netns.Get()
 		if err != nil {
 			return err

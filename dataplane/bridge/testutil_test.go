@@ -1,59 +1,21 @@
 //go:build linux
 
-package dataplane
+package bridge
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/netd-dev/netd/api/stringid"
+	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/internal/nstest"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-}
-
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, (n+1)/2)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)[:n]
-}
-
-// testSandbox creates a throwaway named netns ("ndt-" + random) removed at cleanup.
-func testSandbox(t *testing.T) (name, path string) {
-	t.Helper()
-	name = "ndt-" + randHex(8)
-	path, err := CreateSandbox(name)
-	if err != nil {
-		t.Fatalf("CreateSandbox(%s): %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := DeleteSandbox(name); err != nil {
-			t.Errorf("DeleteSandbox(%s): %v", name, err)
-		}
-	})
-	return name, path
-}
 
 // lab is a throwaway netns standing in for a daemon's host, with a driver in it.
 type lab struct {
@@ -61,26 +23,26 @@ type lab struct {
 	name string
 	path string
 	node string
-	d    *BridgeDriver
+	d    *Driver
 }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	requireRoot(t)
-	requireTools(t, "ip", "ping", "nft")
-	l := &lab{t: t, node: "ndt-" + randHex(6)}
-	l.name, l.path = testSandbox(t)
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "ip", "ping", "nft")
+	l := &lab{t: t, node: "ndt-" + stringid.RandomHex(6)}
+	l.name, l.path = nstest.Sandbox(t)
 	l.d = l.newDriver()
 	return l
 }
 
 // newDriver makes a driver with the lab as the calling thread's netns, the way
 // the daemon (started in its netns) creates it.
-func (l *lab) newDriver() *BridgeDriver {
+func (l *lab) newDriver() *Driver {
 	l.t.Helper()
-	var d *BridgeDriver
+	var d *Driver
 	l.do(func() (err error) {
-		d, err = NewBridgeDriver(BridgeDriverConfig{NodeName: l.node})
+		d, err = New(Config{NodeName: l.node})
 		return err
 	})
 	l.t.Cleanup(func() { d.Close() })
@@ -91,7 +53,7 @@ func (l *lab) newDriver() *BridgeDriver {
 // the root netns, and fails the test on error.
 func (l *lab) do(fn func() error) {
 	l.t.Helper()
-	if err := InSandbox(l.path, fn); err != nil {
+	if err := sandbox.DoPath(l.path, fn); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -99,16 +61,7 @@ func (l *lab) do(fn func() error) {
 // sh runs a command inside the lab netns.
 func (l *lab) sh(args ...string) string {
 	l.t.Helper()
-	return nsRun(l.t, l.name, args...)
-}
-
-func nsRun(t *testing.T, ns string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns exec %s %s: %v\n%s", ns, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return nstest.Run(l.t, l.name, args...)
 }
 
 func ping(ns string, ip netip.Addr) error {
@@ -134,27 +87,40 @@ func pingFails(t *testing.T, ns string, ip netip.Addr) {
 	}
 }
 
-func testNetwork(subnet string, mutate func(*NetworkConfig)) *NetworkConfig {
+// testNet is a network config with its bridge State at hand, so tests set
+// and read ICC, MTU, ... directly; testNetwork encodes the State into
+// DriverState as ValidateNetwork would.
+type testNet struct {
+	*dataplane.NetworkConfig
+	State
+}
+
+func testNetwork(subnet string, mutate func(*testNet)) *testNet {
 	p := netip.MustParsePrefix(subnet)
-	n := &NetworkConfig{
-		ID:         randHex(64),
-		Name:       "ndt-net-" + randHex(4),
-		Driver:     "bridge",
-		Dataplane:  "kernel",
-		BridgeName: "ndtb" + randHex(8),
-		Subnet:     p,
-		Gateway:    p.Addr().Next(),
-		ICC:        true,
-		Masquerade: true,
+	n := &testNet{
+		NetworkConfig: &dataplane.NetworkConfig{
+			ID:      stringid.RandomHex(64),
+			Name:    "ndt-net-" + stringid.RandomHex(4),
+			Driver:  "bridge",
+			Subnet:  p,
+			Gateway: p.Addr().Next(),
+		},
+		State: State{
+			Dataplane:  "kernel",
+			BridgeName: "ndtb" + stringid.RandomHex(8),
+			ICC:        true,
+			Masquerade: true,
+		},
 	}
 	if mutate != nil {
 		mutate(n)
 	}
+	n.DriverState = n.State.Map()
 	return n
 }
 
-func testEndpoint(n *NetworkConfig, sandboxPath, ifname string, hostNum int) *EndpointConfig {
-	id := randHex(64)
+func testEndpoint(n *testNet, sandboxPath, ifname string, hostNum int) *dataplane.EndpointConfig {
+	id := stringid.RandomHex(64)
 	addr := n.Subnet.Addr()
 	for range hostNum {
 		addr = addr.Next()
@@ -163,7 +129,7 @@ func testEndpoint(n *NetworkConfig, sandboxPath, ifname string, hostNum int) *En
 	if _, err := rand.Read(mac[3:]); err != nil {
 		panic(err)
 	}
-	return &EndpointConfig{
+	return &dataplane.EndpointConfig{
 		ID:          id,
 		NetworkID:   n.ID,
 		HostIfName:  HostVethPrefix + id[:12],
@@ -177,29 +143,29 @@ func testEndpoint(n *NetworkConfig, sandboxPath, ifname string, hostNum int) *En
 }
 
 // createNetwork creates n through the lab's driver; the lab netns takes it along when deleted.
-func (l *lab) createNetwork(n *NetworkConfig) {
+func (l *lab) createNetwork(n *testNet) {
 	l.t.Helper()
 	ctx := context.Background()
-	l.do(func() error { return l.d.CreateNetwork(ctx, n) })
+	l.do(func() error { return l.d.CreateNetwork(ctx, n.NetworkConfig) })
 }
 
 // attach creates a container sandbox and joins it to n with address host number hostNum.
-func (l *lab) attach(n *NetworkConfig, hostNum int) (sandbox string, ep *EndpointConfig) {
+func (l *lab) attach(n *testNet, hostNum int) (sandbox string, ep *dataplane.EndpointConfig) {
 	l.t.Helper()
-	sandbox, path := testSandbox(l.t)
+	sandbox, path := nstest.Sandbox(l.t)
 	ep = testEndpoint(n, path, "eth0", hostNum)
 	l.join(n, ep)
 	return sandbox, ep
 }
 
-func (l *lab) join(n *NetworkConfig, ep *EndpointConfig) {
+func (l *lab) join(n *testNet, ep *dataplane.EndpointConfig) {
 	l.t.Helper()
 	ctx := context.Background()
 	l.do(func() error {
-		if err := l.d.CreateEndpoint(ctx, n, ep); err != nil {
+		if err := l.d.CreateEndpoint(ctx, n.NetworkConfig, ep); err != nil {
 			return err
 		}
-		return l.d.Join(ctx, n, ep)
+		return l.d.Join(ctx, n.NetworkConfig, ep)
 	})
 }
 

@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package fastpath
 
 import (
 	"errors"
@@ -31,8 +31,8 @@ func TestEBPFPruneAfterRestart(t *testing.T) {
 			t.Fatalf("NewEBPF: %+v", err)
 		}
 		for _, x := range []struct {
-			n       *NetworkConfig
-			ep      *EndpointConfig
+			n       *Network
+			ep      *Endpoint
 			ifindex int
 		}{{fxNetA, ep0, if0}, {fxNetB, ep1, if1}} {
 			if err := e.NetworkUp(x.n); err != nil {

@@ -1,6 +1,10 @@
 //go:build linux
 
-package dataplane
+// Package bridge is the `bridge` network driver: a Linux bridge per
+// network, a veth pair per endpoint and nftables rules, like Docker's bridge
+// driver; on the ebpf dataplane an Accelerator (the fast path) rides on the
+// host-side veths.
+package bridge
 
 import (
 	"bytes"
@@ -19,11 +23,19 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/netd-dev/netd/api/errdefs"
+	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/fastpath"
+	"github.com/netd-dev/netd/dataplane/nlutil"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
 const (
-	// DataplaneEBPF is the NetworkConfig.Dataplane value that engages the Accelerator.
-	DataplaneEBPF = "ebpf"
+	// Type is the driver name (-d bridge).
+	Type = "bridge"
+	// DataplaneEBPF is the State.Dataplane value that engages the Accelerator.
+	DataplaneEBPF = dataplane.DataplaneEBPF
 	// BridgeAliasPrefix marks a bridge as netd's: its alias is this plus the network ID.
 	BridgeAliasPrefix = "netd:"
 	// HostVethPrefix starts the name of every host-side veth ("nd" + endpoint ID[:12]).
@@ -37,51 +49,86 @@ const (
 	defaultMTU     = 1500
 )
 
-// BridgeDriverConfig configures NewBridgeDriver.
-type BridgeDriverConfig struct {
-	NodeName    string      // names the nftables tables: netd_<node>
-	Accelerator Accelerator // nil: kernel path only
-	Logger      *slog.Logger
+// Accelerator is the hook through which an eBPF fast path rides on the
+// driver's kernel objects. The driver calls it for networks whose
+// dataplane is "ebpf"; a nil Accelerator means the kernel path only.
+// *fastpath.EBPF implements it.
+type Accelerator interface {
+	// NetworkUp prepares per-network state (policy: ICC, isolation).
+	NetworkUp(n *fastpath.Network) error
+	// NetworkDown removes per-network state.
+	NetworkDown(n *fastpath.Network) error
+	// EndpointUp programs the endpoint table and attaches the programs to
+	// the host-side interface. It must be idempotent: at start-up the
+	// daemon calls it for every endpoint, and pinned state is adopted.
+	EndpointUp(n *fastpath.Network, ep *fastpath.Endpoint, hostIfindex int) error
+	// EndpointDown removes the endpoint's entries and detaches.
+	EndpointDown(n *fastpath.Network, ep *fastpath.Endpoint) error
+	// Prune runs once after start-up reconcile brought every live network
+	// and endpoint up: it removes pinned state of everything else.
+	Prune() error
+}
+
+var _ Accelerator = (*fastpath.EBPF)(nil)
+
+// Config configures New.
+type Config struct {
+	NodeName string // names the nftables tables: netd_<node>
+	// DefaultDataplane is the dataplane of networks created without
+	// netd.dataplane (daemon --dataplane); empty means ebpf.
+	DefaultDataplane string
+	Accelerator      Accelerator // nil: kernel path only
+	Logger           *slog.Logger
 	// AccelError says why there is no Accelerator; networks asking for the
 	// ebpf dataplane are then refused with it instead of silently running
 	// on the kernel path.
 	AccelError error
-	// NetNSPath is the netns the driver works in (the "host"); empty means
-	// the netns of the thread calling NewBridgeDriver.
-	NetNSPath string
 }
 
-// BridgeDriver is the `bridge` network driver: a Linux bridge per network, a
-// veth pair per endpoint and nftables rules, like Docker's bridge driver.
-// It implements daemon.Driver.
-type BridgeDriver struct {
-	accel    Accelerator
-	accelErr error
-	log      *slog.Logger
-	table    string
+// Driver is the `bridge` network driver. It works in the network namespace
+// of the thread that called New (the daemon's), whatever thread calls it later.
+type Driver struct {
+	accel     Accelerator
+	accelErr  error
+	defaultDP string
+	log       *slog.Logger
+	table     string
 
 	ns netns.NsHandle  // the host netns every kernel object lives in
 	nl *netlink.Handle // netlink bound to ns, whatever thread calls us
 
 	mu    sync.Mutex
-	nets  map[string]*NetworkConfig      // live networks by ID: the firewall derives from them
+	nets  map[string]*network            // live networks by ID: the firewall derives from them
 	ports map[string]map[string]struct{} // network ID -> host-side veth names
 }
 
-// NewBridgeDriver opens the host netns and returns a driver working in it.
-func NewBridgeDriver(cfg BridgeDriverConfig) (*BridgeDriver, error) {
+var (
+	_ dataplane.Driver             = (*Driver)(nil)
+	_ dataplane.Builtiner          = (*Driver)(nil)
+	_ dataplane.LegacyStateDecoder = (*Driver)(nil)
+	_ dataplane.Closer             = (*Driver)(nil)
+)
+
+// network is a NetworkConfig with its State decoded.
+type network struct {
+	*dataplane.NetworkConfig
+	State
+}
+
+func (d *Driver) decode(n *dataplane.NetworkConfig) (*network, error) {
+	s, err := StateOf(n)
+	if err != nil {
+		return nil, err
+	}
+	return &network{NetworkConfig: n, State: s}, nil
+}
+
+// New opens the calling thread's netns and returns a driver working in it.
+func New(cfg Config) (*Driver, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("create bridge driver: node name is empty")
 	}
-	var (
-		ns  netns.NsHandle
-		err error
-	)
-	if cfg.NetNSPath != "" {
-		ns, err = netns.GetFromPath(cfg.NetNSPath)
-	} else {
-		ns, err = netns.Get()
-	}
+	ns, err := netns.Get()
 	if err != nil {
 		return nil, fmt.Errorf("open host netns: %w", err)
 	}
@@ -94,40 +141,78 @@ func NewBridgeDriver(cfg BridgeDriverConfig) (*BridgeDriver, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &BridgeDriver{
-		accel:    cfg.Accelerator,
-		accelErr: cfg.AccelError,
-		log:      log.With("driver", "bridge"),
-		table:    NftTableName(cfg.NodeName),
-		ns:       ns,
-		nl:       h,
-		nets:     map[string]*NetworkConfig{},
-		ports:    map[string]map[string]struct{}{},
+	return &Driver{
+		accel:     cfg.Accelerator,
+		accelErr:  cfg.AccelError,
+		defaultDP: cfg.DefaultDataplane,
+		log:       log.With("driver", Type),
+		table:     NftTableName(cfg.NodeName),
+		ns:        ns,
+		nl:        h,
+		nets:      map[string]*network{},
+		ports:     map[string]map[string]struct{}{},
 	}, nil
 }
 
 // Close releases the driver's handles; kernel objects and rules stay.
-func (d *BridgeDriver) Close() error {
+func (d *Driver) Close() error {
 	d.nl.Close()
 	return d.ns.Close()
 }
 
-// Type implements daemon.Driver.
-func (d *BridgeDriver) Type() string { return "bridge" }
+// Type implements dataplane.Driver.
+func (d *Driver) Type() string { return Type }
 
-func mtuOf(n *NetworkConfig) int {
+// Capabilities implements dataplane.Driver: local networks with addresses.
+func (d *Driver) Capabilities() dataplane.Capabilities {
+	return dataplane.Capabilities{Scope: dataplane.ScopeLocal, IPAM: true}
+}
+
+// BuiltinNetwork implements dataplane.Builtiner: the default `bridge` network.
+func (d *Driver) BuiltinNetwork() dataplane.BuiltinNetwork { return Builtin(d.defaultDP) }
+
+// DecodeLegacyState implements dataplane.LegacyStateDecoder.
+func (d *Driver) DecodeLegacyState(record []byte) (map[string]string, error) {
+	return DecodeLegacyState(record)
+}
+
+// ValidateNetwork implements dataplane.Driver.
+func (d *Driver) ValidateNetwork(n *dataplane.NetworkConfig, others []*dataplane.NetworkConfig) (map[string]string, error) {
+	s, err := Validate(d.defaultDP, n, others)
+	if err != nil {
+		return nil, err
+	}
+	if s.Dataplane == DataplaneEBPF && d.accel == nil {
+		return nil, errdefs.Unavailable("the ebpf dataplane is not available on this host (%v): create the network with -o netd.dataplane=kernel", d.whyNoAccel())
+	}
+	return s.Map(), nil
+}
+
+func (d *Driver) whyNoAccel() error {
+	if d.accelErr != nil {
+		return d.accelErr
+	}
+	return errors.New("no eBPF dataplane loaded")
+}
+
+func mtuOf(n *network) int {
 	if n.MTU > 0 {
 		return n.MTU
 	}
 	return defaultMTU
 }
 
-func (d *BridgeDriver) accelerated(n *NetworkConfig) bool {
+func (d *Driver) accelerated(n *network) bool {
 	return d.accel != nil && n.Dataplane == DataplaneEBPF
 }
 
-func prefixToIPNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+// fastNetwork is what the fast path needs of n.
+func fastNetwork(n *network) *fastpath.Network {
+	return &fastpath.Network{Index: n.Index, Name: n.Name, Subnet: n.Subnet, Gateway: n.Gateway, ICC: n.ICC, Internal: n.Internal}
+}
+
+func fastEndpoint(ep *dataplane.EndpointConfig) *fastpath.Endpoint {
+	return &fastpath.Endpoint{ID: ep.ID, ContainerID: ep.ContainerID, HostIfName: ep.HostIfName, MAC: ep.MAC, Addr: ep.Addr}
 }
 
 func randomMAC() (net.HardwareAddr, error) {
@@ -139,20 +224,17 @@ func randomMAC() (net.HardwareAddr, error) {
 	return mac, nil
 }
 
-// CreateNetwork implements daemon.Driver.
-func (d *BridgeDriver) CreateNetwork(ctx context.Context, n *NetworkConfig) error {
+// CreateNetwork implements dataplane.Driver.
+func (d *Driver) CreateNetwork(ctx context.Context, cfg *dataplane.NetworkConfig) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if n.BridgeName == "" || len(n.BridgeName) >= unix.IFNAMSIZ {
-		return fmt.Errorf("create network %s: invalid bridge name %q", n.Name, n.BridgeName)
+	n, err := d.decode(cfg)
+	if err != nil {
+		return err
 	}
 	if n.Dataplane == DataplaneEBPF && d.accel == nil {
-		why := d.accelErr
-		if why == nil {
-			why = errors.New("no eBPF dataplane loaded")
-		}
-		return fmt.Errorf("create network %s: the ebpf dataplane is not available on this host (%v): use -o %s=kernel", n.Name, why, "netd.dataplane")
+		return errdefs.Unavailable("network %s: the ebpf dataplane is not available on this host: %v", n.Name, d.whyNoAccel())
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -172,8 +254,8 @@ func (d *BridgeDriver) CreateNetwork(ctx context.Context, n *NetworkConfig) erro
 	if err := d.enableForwarding(); err != nil {
 		return err
 	}
-	c := *n
-	d.nets[n.ID] = &c
+	c := *n.NetworkConfig
+	d.nets[n.ID] = &network{NetworkConfig: &c, State: n.State}
 	if _, ok := d.ports[n.ID]; !ok {
 		d.ports[n.ID] = map[string]struct{}{}
 	}
@@ -181,7 +263,7 @@ func (d *BridgeDriver) CreateNetwork(ctx context.Context, n *NetworkConfig) erro
 		return err
 	}
 	if d.accelerated(n) {
-		if err := d.accel.NetworkUp(n); err != nil {
+		if err := d.accel.NetworkUp(fastNetwork(n)); err != nil {
 			return fmt.Errorf("accelerate network %s: %w", n.Name, err)
 		}
 	}
@@ -191,10 +273,10 @@ func (d *BridgeDriver) CreateNetwork(ctx context.Context, n *NetworkConfig) erro
 
 // ensureBridge finds or creates the network's bridge, claims it with the
 // alias and sets its MTU.
-func (d *BridgeDriver) ensureBridge(n *NetworkConfig) (netlink.Link, error) {
+func (d *Driver) ensureBridge(n *network) (netlink.Link, error) {
 	mtu := mtuOf(n)
 	alias := BridgeAliasPrefix + n.ID
-	l, err := linkByNameOpt(d.nl, n.BridgeName)
+	l, err := nlutil.LinkByNameOpt(d.nl, n.BridgeName)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +315,7 @@ func (d *BridgeDriver) ensureBridge(n *NetworkConfig) (netlink.Link, error) {
 
 // ensureAddr adds p to link unless it is already there.
 func ensureAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
-	addrs, err := addrList(h, link)
+	addrs, err := nlutil.AddrList(h, link)
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
@@ -243,16 +325,16 @@ func ensureAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
 			return nil
 		}
 	}
-	if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixToIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: nlutil.PrefixToIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err)
 	}
 	return nil
 }
 
 // enableForwarding sets ip_forward in the driver's netns (never the caller's).
-func (d *BridgeDriver) enableForwarding() error {
+func (d *Driver) enableForwarding() error {
 	const path = "/proc/sys/net/ipv4/ip_forward"
-	return inNetNS(d.ns, func() error {
+	return sandbox.Do(d.ns, func() error {
 		cur, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
@@ -268,7 +350,7 @@ func (d *BridgeDriver) enableForwarding() error {
 }
 
 // syncRules rewrites the nftables ruleset from d.nets; d.mu must be held.
-func (d *BridgeDriver) syncRules() error {
+func (d *Driver) syncRules() error {
 	nets := make([]ruleNet, 0, len(d.nets))
 	for id, n := range d.nets {
 		rn := ruleNet{Bridge: n.BridgeName, Subnet: n.Subnet, Internal: n.Internal, ICC: n.ICC, Masquerade: n.Masquerade}
@@ -284,15 +366,19 @@ func (d *BridgeDriver) syncRules() error {
 	return writeRuleset(c, d.table, nets)
 }
 
-// DeleteNetwork implements daemon.Driver.
-func (d *BridgeDriver) DeleteNetwork(ctx context.Context, n *NetworkConfig) error {
+// DeleteNetwork implements dataplane.Driver.
+func (d *Driver) DeleteNetwork(ctx context.Context, cfg *dataplane.NetworkConfig) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n, err := d.decode(cfg)
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.accelerated(n) {
-		if err := d.accel.NetworkDown(n); err != nil {
+		if err := d.accel.NetworkDown(fastNetwork(n)); err != nil {
 			return fmt.Errorf("remove acceleration of network %s: %w", n.Name, err)
 		}
 	}
@@ -304,7 +390,7 @@ func (d *BridgeDriver) DeleteNetwork(ctx context.Context, n *NetworkConfig) erro
 	if n.BridgeName == "" {
 		return nil
 	}
-	l, err := linkByNameOpt(d.nl, n.BridgeName)
+	l, err := nlutil.LinkByNameOpt(d.nl, n.BridgeName)
 	if err != nil || l == nil {
 		return err
 	}
@@ -313,14 +399,14 @@ func (d *BridgeDriver) DeleteNetwork(ctx context.Context, n *NetworkConfig) erro
 		d.log.Warn("bridge not owned by network, kept", "bridge", n.BridgeName, "alias", l.Attrs().Alias, "network", n.Name)
 		return nil
 	}
-	if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
+	if err := d.nl.LinkDel(l); err != nil && !nlutil.IsNotFound(err) {
 		return fmt.Errorf("delete bridge %s: %w", n.BridgeName, err)
 	}
 	return nil
 }
 
 // tempPeerName is the container-side veth's name while it is still in the host netns.
-func tempPeerName(ep *EndpointConfig) string {
+func tempPeerName(ep *dataplane.EndpointConfig) string {
 	id := ep.ID
 	if id == "" {
 		id = strings.TrimPrefix(ep.HostIfName, HostVethPrefix)
@@ -331,10 +417,14 @@ func tempPeerName(ep *EndpointConfig) string {
 	return tempVethPrefix + id
 }
 
-// CreateEndpoint implements daemon.Driver: a veth pair whose host side is
+// CreateEndpoint implements dataplane.Driver: a veth pair whose host side is
 // enslaved to the bridge and up; the other side waits for Join.
-func (d *BridgeDriver) CreateEndpoint(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+func (d *Driver) CreateEndpoint(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n, err := d.decode(cfg)
+	if err != nil {
 		return err
 	}
 	if ep.HostIfName == "" || len(ep.HostIfName) >= unix.IFNAMSIZ {
@@ -344,21 +434,21 @@ func (d *BridgeDriver) CreateEndpoint(ctx context.Context, n *NetworkConfig, ep 
 	defer d.mu.Unlock()
 
 	mtu := mtuOf(n)
-	br, err := linkByNameOpt(d.nl, n.BridgeName)
+	br, err := nlutil.LinkByNameOpt(d.nl, n.BridgeName)
 	if err != nil {
 		return err
 	}
 	if br == nil {
 		return fmt.Errorf("create endpoint %s: bridge %s of network %s not found", ep.HostIfName, n.BridgeName, n.Name)
 	}
-	host, err := linkByNameOpt(d.nl, ep.HostIfName)
+	host, err := nlutil.LinkByNameOpt(d.nl, ep.HostIfName)
 	if err != nil {
 		return err
 	}
 	if host == nil {
 		tmp := tempPeerName(ep)
 		// A leftover with the temporary name would make the veth creation fail.
-		if old, err := linkByNameOpt(d.nl, tmp); err == nil && old != nil {
+		if old, err := nlutil.LinkByNameOpt(d.nl, tmp); err == nil && old != nil {
 			d.nl.LinkDel(old)
 		}
 		veth := &netlink.Veth{
@@ -400,7 +490,7 @@ func (d *BridgeDriver) CreateEndpoint(ctx context.Context, n *NetworkConfig, ep 
 }
 
 // vethAlias is the alias that proves a host-side veth belongs to this driver.
-func vethAlias(ep *EndpointConfig) string {
+func vethAlias(ep *dataplane.EndpointConfig) string {
 	id := ep.ID
 	if id == "" {
 		id = strings.TrimPrefix(ep.HostIfName, HostVethPrefix)
@@ -409,7 +499,7 @@ func vethAlias(ep *EndpointConfig) string {
 }
 
 // addPort records a bridge port; ICC=false rules list the ports. d.mu held.
-func (d *BridgeDriver) addPort(n *NetworkConfig, port string) error {
+func (d *Driver) addPort(n *network, port string) error {
 	ps, ok := d.ports[n.ID]
 	if !ok {
 		ps = map[string]struct{}{}
@@ -425,7 +515,7 @@ func (d *BridgeDriver) addPort(n *NetworkConfig, port string) error {
 	return nil
 }
 
-func (d *BridgeDriver) removePort(n *NetworkConfig, port string) error {
+func (d *Driver) removePort(n *network, port string) error {
 	ps := d.ports[n.ID]
 	if _, ok := ps[port]; !ok {
 		return nil
@@ -445,9 +535,13 @@ func isPeer(l, host netlink.Link) bool {
 	return l.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == l.Attrs().Index
 }
 
-// Join implements daemon.Driver.
-func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+// Join implements dataplane.Driver.
+func (d *Driver) Join(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n, err := d.decode(cfg)
+	if err != nil {
 		return err
 	}
 	if ep.IfName == "" || len(ep.IfName) >= unix.IFNAMSIZ {
@@ -456,7 +550,7 @@ func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointC
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
-	host, err := linkByNameOpt(d.nl, ep.HostIfName)
+	host, err := nlutil.LinkByNameOpt(d.nl, ep.HostIfName)
 	if err != nil {
 		return err
 	}
@@ -474,7 +568,7 @@ func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointC
 	}
 	defer sh.Close()
 
-	l, err := linkByNameOpt(sh, ep.IfName)
+	l, err := nlutil.LinkByNameOpt(sh, ep.IfName)
 	if err != nil {
 		return err
 	}
@@ -484,7 +578,7 @@ func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointC
 	// Anti-spoofing must be in place before the container can send: once
 	// its side is up, a frame that misses the program goes to the bridge unchecked.
 	if d.accelerated(n) {
-		if err := d.accel.EndpointUp(n, ep, host.Attrs().Index); err != nil {
+		if err := d.accel.EndpointUp(fastNetwork(n), fastEndpoint(ep), host.Attrs().Index); err != nil {
 			return fmt.Errorf("accelerate endpoint %s: %w", ep.HostIfName, err)
 		}
 	}
@@ -500,15 +594,15 @@ func (d *BridgeDriver) Join(ctx context.Context, n *NetworkConfig, ep *EndpointC
 }
 
 // moveIntoSandbox moves the temporary peer into the sandbox and renames it.
-func (d *BridgeDriver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, ep *EndpointConfig) (netlink.Link, error) {
+func (d *Driver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, ep *dataplane.EndpointConfig) (netlink.Link, error) {
 	tmp := tempPeerName(ep)
-	peer, err := linkByNameOpt(d.nl, tmp)
+	peer, err := nlutil.LinkByNameOpt(d.nl, tmp)
 	if err != nil {
 		return nil, err
 	}
 	if peer == nil {
 		// A previous Join may have moved it but failed before the rename.
-		if peer, err = linkByNameOpt(sh, tmp); err != nil {
+		if peer, err = nlutil.LinkByNameOpt(sh, tmp); err != nil {
 			return nil, err
 		}
 		if peer == nil {
@@ -536,7 +630,7 @@ func (d *BridgeDriver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, 
 }
 
 // configureContainerSide sets MAC, MTU, address, up and the default route.
-func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *NetworkConfig, ep *EndpointConfig) error {
+func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *network, ep *dataplane.EndpointConfig) error {
 	if len(ep.MAC) > 0 && !bytes.Equal(l.Attrs().HardwareAddr, ep.MAC) {
 		if err := sh.LinkSetDown(l); err != nil {
 			return fmt.Errorf("set down: %w", err)
@@ -559,9 +653,9 @@ func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *NetworkConfig
 		return fmt.Errorf("set up: %w", err)
 	}
 	if ep.DefaultGW && ep.Gateway.IsValid() {
-		dst := prefixToIPNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+		dst := nlutil.PrefixToIPNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
 		if ep.Gateway.Is6() {
-			dst = prefixToIPNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
+			dst = nlutil.PrefixToIPNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
 		}
 		r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: ep.Gateway.AsSlice()}
 		if err := sh.RouteReplace(r); err != nil {
@@ -571,9 +665,13 @@ func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *NetworkConfig
 	return nil
 }
 
-// Leave implements daemon.Driver: deleting the host side removes both ends.
-func (d *BridgeDriver) Leave(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+// Leave implements dataplane.Driver: deleting the host side removes both ends.
+func (d *Driver) Leave(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n, err := d.decode(cfg)
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -581,23 +679,27 @@ func (d *BridgeDriver) Leave(ctx context.Context, n *NetworkConfig, ep *Endpoint
 	if d.accelerated(n) {
 		// Down first: while the accelerator takes the endpoint apart, its
 		// frames would reach the bridge without anti-spoofing.
-		if host, err := linkByNameOpt(d.nl, ep.HostIfName); err != nil {
+		if host, err := nlutil.LinkByNameOpt(d.nl, ep.HostIfName); err != nil {
 			return err
 		} else if host != nil {
-			if err := d.nl.LinkSetDown(host); err != nil && !isNotFound(err) {
+			if err := d.nl.LinkSetDown(host); err != nil && !nlutil.IsNotFound(err) {
 				return fmt.Errorf("set %s down: %w", ep.HostIfName, err)
 			}
 		}
-		if err := d.accel.EndpointDown(n, ep); err != nil {
+		if err := d.accel.EndpointDown(fastNetwork(n), fastEndpoint(ep)); err != nil {
 			return fmt.Errorf("remove acceleration of endpoint %s: %w", ep.HostIfName, err)
 		}
 	}
 	return d.deleteVeth(n, ep)
 }
 
-// DeleteEndpoint implements daemon.Driver: it makes sure the veth is gone.
-func (d *BridgeDriver) DeleteEndpoint(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error {
+// DeleteEndpoint implements dataplane.Driver: it makes sure the veth is gone.
+func (d *Driver) DeleteEndpoint(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n, err := d.decode(cfg)
+	if err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -605,9 +707,9 @@ func (d *BridgeDriver) DeleteEndpoint(ctx context.Context, n *NetworkConfig, ep 
 	return d.deleteVeth(n, ep)
 }
 
-func (d *BridgeDriver) deleteVeth(n *NetworkConfig, ep *EndpointConfig) error {
+func (d *Driver) deleteVeth(n *network, ep *dataplane.EndpointConfig) error {
 	for _, name := range []string{ep.HostIfName, tempPeerName(ep)} {
-		l, err := linkByNameOpt(d.nl, name)
+		l, err := nlutil.LinkByNameOpt(d.nl, name)
 		if err != nil {
 			return err
 		}
@@ -617,27 +719,35 @@ func (d *BridgeDriver) deleteVeth(n *NetworkConfig, ep *EndpointConfig) error {
 		if _, ok := l.(*netlink.Veth); !ok {
 			continue
 		}
-		if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
+		if err := d.nl.LinkDel(l); err != nil && !nlutil.IsNotFound(err) {
 			return fmt.Errorf("delete veth %s: %w", name, err)
 		}
 	}
 	return d.removePort(n, ep.HostIfName)
 }
 
-// Reconcile implements daemon.Driver: it deletes bridges and veths this driver
+// Reconcile implements dataplane.Driver: it deletes bridges and veths this driver
 // owns (by alias) that belong to none of nets and eps, and rewrites the
 // firewall for exactly nets. A veth's peer goes with it.
-func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig) error {
+func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
-	live := make(map[string]*NetworkConfig, len(nets))
-	for _, n := range nets {
-		c := *n
-		live[n.ID] = &c
+	var errs []error
+	live := make(map[string]*network, len(nets))
+	known := make(map[string]bool, len(nets)) // a network whose state cannot be read keeps its bridge
+	for _, cfg := range nets {
+		known[cfg.ID] = true
+		c := *cfg
+		n, err := d.decode(&c)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		live[n.ID] = n
 	}
 	keepIf := map[string]bool{}
 	ports := map[string]map[string]struct{}{}
@@ -651,18 +761,17 @@ func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps
 		}
 	}
 
-	links, err := linkList(d.nl)
+	links, err := nlutil.LinkList(d.nl)
 	if err != nil {
 		return fmt.Errorf("reconcile: list links: %w", err)
 	}
-	var errs []error
 	for _, l := range links {
 		name, alias := l.Attrs().Name, l.Attrs().Alias
 		stale := false
 		switch l.(type) {
 		case *netlink.Bridge:
 			id, ours := strings.CutPrefix(alias, BridgeAliasPrefix)
-			stale = ours && live[id] == nil
+			stale = ours && !known[id]
 		case *netlink.Veth:
 			stale = strings.HasPrefix(alias, BridgeVethAliasPrefix) && !keepIf[name]
 		}
@@ -670,7 +779,7 @@ func (d *BridgeDriver) Reconcile(ctx context.Context, nets []*NetworkConfig, eps
 			continue
 		}
 		d.log.Info("reconcile: deleting stale link", "link", name, "type", l.Type(), "alias", alias)
-		if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
+		if err := d.nl.LinkDel(l); err != nil && !nlutil.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete stale %s %s: %w", l.Type(), name, err))
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package bridge
 
 import (
 	"bytes"
@@ -12,6 +12,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/netd-dev/netd/api/stringid"
+	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/fastpath"
+	"github.com/netd-dev/netd/dataplane/internal/nstest"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -59,7 +65,7 @@ func v4Addrs(t *testing.T, h *netlink.Handle, l netlink.Link) []string {
 func readIPForward(t *testing.T, nsPath string) string {
 	t.Helper()
 	var v []byte
-	err := InSandbox(nsPath, func() (err error) {
+	err := sandbox.DoPath(nsPath, func() (err error) {
 		v, err = os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 		return err
 	})
@@ -76,7 +82,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	}
 	l := newLab(t)
 	ctx := context.Background()
-	n := testNetwork("10.250.1.0/24", func(n *NetworkConfig) { n.MTU = 1400 })
+	n := testNetwork("10.250.1.0/24", func(n *testNet) { n.MTU = 1400 })
 	l.createNetwork(n)
 	c1, ep1 := l.attach(n, 2)
 	c2, ep2 := l.attach(n, 3)
@@ -109,7 +115,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	if got := v4Addrs(t, sh, eth0); len(got) != 1 || got[0] != ep1.Addr.String() {
 		t.Errorf("eth0 addresses = %v", got)
 	}
-	if out := nsRun(t, c1, "ip", "route", "show", "default"); !strings.Contains(out, "via 10.250.1.1 dev eth0") {
+	if out := nstest.Run(t, c1, "ip", "route", "show", "default"); !strings.Contains(out, "via 10.250.1.1 dev eth0") {
 		t.Errorf("default route in c1: %q", out)
 	}
 	if got := readIPForward(t, l.path); got != "1" {
@@ -137,28 +143,30 @@ func TestBridgeEndToEnd(t *testing.T) {
 	l.createNetwork(n)
 	l.join(n, ep1)
 	l.join(n, ep2)
-	l.do(func() error { return d2.Reconcile(ctx, []*NetworkConfig{n}, []*EndpointConfig{ep1, ep2}) })
+	l.do(func() error {
+		return d2.Reconcile(ctx, []*dataplane.NetworkConfig{n.NetworkConfig}, []*dataplane.EndpointConfig{ep1, ep2})
+	})
 	if !l.linkExists(n.BridgeName) || !l.linkExists(ep1.HostIfName) || !l.linkExists(ep2.HostIfName) {
 		t.Error("reconcile with everything live removed something")
 	}
 	pingOK(t, c2, ep1.Addr.Addr())
 
 	// Another container cannot take eth0 a foreign link already holds.
-	c3, p3 := testSandbox(t)
-	nsRun(t, c3, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0")
+	c3, p3 := nstest.Sandbox(t)
+	nstest.Run(t, c3, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0")
 	ep3 := testEndpoint(n, p3, "eth0", 4)
-	err = InSandbox(l.path, func() error {
-		if err := l.d.CreateEndpoint(ctx, n, ep3); err != nil {
+	err = sandbox.DoPath(l.path, func() error {
+		if err := l.d.CreateEndpoint(ctx, n.NetworkConfig, ep3); err != nil {
 			return err
 		}
-		return l.d.Join(ctx, n, ep3)
+		return l.d.Join(ctx, n.NetworkConfig, ep3)
 	})
 	if err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("join over a foreign eth0: %v", err)
 	}
 
 	// Leave removes both ends; every delete is idempotent.
-	l.do(func() error { return l.d.Leave(ctx, n, ep2) })
+	l.do(func() error { return l.d.Leave(ctx, n.NetworkConfig, ep2) })
 	if l.linkExists(ep2.HostIfName) {
 		t.Error("host veth still there after Leave")
 	}
@@ -168,13 +176,13 @@ func TestBridgeEndToEnd(t *testing.T) {
 	pingFails(t, c1, ep2.Addr.Addr())
 	l.do(func() error {
 		for _, f := range []func() error{
-			func() error { return l.d.Leave(ctx, n, ep2) },
-			func() error { return l.d.DeleteEndpoint(ctx, n, ep2) },
-			func() error { return l.d.Leave(ctx, n, ep1) },
-			func() error { return l.d.DeleteEndpoint(ctx, n, ep1) },
-			func() error { return l.d.Leave(ctx, n, ep3) },
-			func() error { return l.d.DeleteNetwork(ctx, n) },
-			func() error { return l.d.DeleteNetwork(ctx, n) },
+			func() error { return l.d.Leave(ctx, n.NetworkConfig, ep2) },
+			func() error { return l.d.DeleteEndpoint(ctx, n.NetworkConfig, ep2) },
+			func() error { return l.d.Leave(ctx, n.NetworkConfig, ep1) },
+			func() error { return l.d.DeleteEndpoint(ctx, n.NetworkConfig, ep1) },
+			func() error { return l.d.Leave(ctx, n.NetworkConfig, ep3) },
+			func() error { return l.d.DeleteNetwork(ctx, n.NetworkConfig) },
+			func() error { return l.d.DeleteNetwork(ctx, n.NetworkConfig) },
 		} {
 			if err := f(); err != nil {
 				return err
@@ -192,7 +200,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 
 func TestBridgeICCDisabled(t *testing.T) {
 	l := newLab(t)
-	n := testNetwork("10.250.2.0/24", func(n *NetworkConfig) { n.ICC = false })
+	n := testNetwork("10.250.2.0/24", func(n *testNet) { n.ICC = false })
 	l.createNetwork(n)
 	c1, _ := l.attach(n, 2)
 	_, ep2 := l.attach(n, 3)
@@ -228,19 +236,19 @@ func TestBridgeNetworksIsolated(t *testing.T) {
 // lab: ext at 10.250.9.2, the lab at 10.250.9.1.
 func outside(t *testing.T, l *lab) (name string, addr netip.Addr) {
 	t.Helper()
-	ext, _ := testSandbox(t)
-	peer := "ndtx" + randHex(6)
+	ext, _ := nstest.Sandbox(t)
+	peer := "ndtx" + stringid.RandomHex(6)
 	l.sh("ip", "link", "add", peer, "type", "veth", "peer", "name", "ext0", "netns", ext)
 	l.sh("ip", "addr", "add", "10.250.9.1/24", "dev", peer)
 	l.sh("ip", "link", "set", peer, "up")
-	nsRun(t, ext, "ip", "addr", "add", "10.250.9.2/24", "dev", "ext0")
-	nsRun(t, ext, "ip", "link", "set", "ext0", "up")
+	nstest.Run(t, ext, "ip", "addr", "add", "10.250.9.2/24", "dev", "ext0")
+	nstest.Run(t, ext, "ip", "link", "set", "ext0", "up")
 	return ext, netip.MustParseAddr("10.250.9.2")
 }
 
 func TestBridgeInternalAndMasquerade(t *testing.T) {
 	l := newLab(t)
-	internal := testNetwork("10.250.5.0/24", func(n *NetworkConfig) { n.Internal = true })
+	internal := testNetwork("10.250.5.0/24", func(n *testNet) { n.Internal = true })
 	public := testNetwork("10.250.6.0/24", nil)
 	l.createNetwork(internal)
 	l.createNetwork(public)
@@ -251,7 +259,7 @@ func TestBridgeInternalAndMasquerade(t *testing.T) {
 	// ext has no route back to the public subnet: replies arrive only if masqueraded.
 	pingOK(t, cp, extAddr)
 	// ext can route back to the internal subnet, so only the rule stops this.
-	nsRun(t, ext, "ip", "route", "add", internal.Subnet.String(), "via", "10.250.9.1")
+	nstest.Run(t, ext, "ip", "route", "add", internal.Subnet.String(), "via", "10.250.9.1")
 	pingOK(t, ci, internal.Gateway)
 	pingFails(t, ci, extAddr)
 
@@ -273,21 +281,23 @@ func TestBridgeReconcile(t *testing.T) {
 
 	// A veth with netd's name pattern but not the bridge driver's alias belongs
 	// to someone else (another driver, an admin): it stays.
-	foreignND := "nd" + randHex(12)
-	l.sh("ip", "link", "add", foreignND, "type", "veth", "peer", "name", "zz"+randHex(8))
+	foreignND := "nd" + stringid.RandomHex(12)
+	l.sh("ip", "link", "add", foreignND, "type", "veth", "peer", "name", "zz"+stringid.RandomHex(8))
 	// One with the alias and a stranger's name is ours (an endpoint the store lost).
-	strayVeth := "zz" + randHex(12)
-	l.sh("ip", "link", "add", strayVeth, "type", "veth", "peer", "name", "zy"+randHex(8))
-	l.sh("ip", "link", "set", strayVeth, "alias", BridgeVethAliasPrefix+randHex(64))
+	strayVeth := "zz" + stringid.RandomHex(12)
+	l.sh("ip", "link", "add", strayVeth, "type", "veth", "peer", "name", "zy"+stringid.RandomHex(8))
+	l.sh("ip", "link", "set", strayVeth, "alias", BridgeVethAliasPrefix+stringid.RandomHex(64))
 	if got := mustLink(t, handleAt(t, l.path), ep1.HostIfName).Attrs().Alias; got != BridgeVethAliasPrefix+ep1.ID {
 		t.Errorf("alias of %s = %q, want %q", ep1.HostIfName, got, BridgeVethAliasPrefix+ep1.ID)
 	}
-	foreignBridge := "ndtk" + randHex(8)
+	foreignBridge := "ndtk" + stringid.RandomHex(8)
 	l.sh("ip", "link", "add", foreignBridge, "type", "bridge")
-	foreignVeth := "xx" + randHex(8)
-	l.sh("ip", "link", "add", foreignVeth, "type", "veth", "peer", "name", "xy"+randHex(8))
+	foreignVeth := "xx" + stringid.RandomHex(8)
+	l.sh("ip", "link", "add", foreignVeth, "type", "veth", "peer", "name", "xy"+stringid.RandomHex(8))
 
-	l.do(func() error { return l.d.Reconcile(ctx, []*NetworkConfig{keep}, []*EndpointConfig{ep1}) })
+	l.do(func() error {
+		return l.d.Reconcile(ctx, []*dataplane.NetworkConfig{keep.NetworkConfig}, []*dataplane.EndpointConfig{ep1})
+	})
 
 	for _, gone := range []string{stale.BridgeName, ep2.HostIfName, ep3.HostIfName, strayVeth} {
 		if l.linkExists(gone) {
@@ -309,22 +319,22 @@ func TestBridgeReconcile(t *testing.T) {
 // recordingAccel is an Accelerator that records the calls the driver makes.
 type recordingAccel struct{ calls []string }
 
-func (a *recordingAccel) NetworkUp(n *NetworkConfig) error {
+func (a *recordingAccel) NetworkUp(n *fastpath.Network) error {
 	a.calls = append(a.calls, "NetworkUp "+n.Name)
 	return nil
 }
 
-func (a *recordingAccel) NetworkDown(n *NetworkConfig) error {
+func (a *recordingAccel) NetworkDown(n *fastpath.Network) error {
 	a.calls = append(a.calls, "NetworkDown "+n.Name)
 	return nil
 }
 
-func (a *recordingAccel) EndpointUp(n *NetworkConfig, ep *EndpointConfig, hostIfindex int) error {
+func (a *recordingAccel) EndpointUp(n *fastpath.Network, ep *fastpath.Endpoint, hostIfindex int) error {
 	a.calls = append(a.calls, fmt.Sprintf("EndpointUp %s %s %d", n.Name, ep.HostIfName, hostIfindex))
 	return nil
 }
 
-func (a *recordingAccel) EndpointDown(n *NetworkConfig, ep *EndpointConfig) error {
+func (a *recordingAccel) EndpointDown(n *fastpath.Network, ep *fastpath.Endpoint) error {
 	a.calls = append(a.calls, "EndpointDown "+n.Name+" "+ep.HostIfName)
 	return nil
 }
@@ -339,12 +349,12 @@ func TestBridgeAcceleratorHooks(t *testing.T) {
 	ctx := context.Background()
 	accel := &recordingAccel{}
 	l.do(func() (err error) {
-		l.d, err = NewBridgeDriver(BridgeDriverConfig{NodeName: l.node, Accelerator: accel})
+		l.d, err = New(Config{NodeName: l.node, Accelerator: accel})
 		return err
 	})
 	t.Cleanup(func() { l.d.Close() })
 
-	fast := testNetwork("10.250.10.0/24", func(n *NetworkConfig) { n.Dataplane = DataplaneEBPF })
+	fast := testNetwork("10.250.10.0/24", func(n *testNet) { n.Dataplane = DataplaneEBPF })
 	slow := testNetwork("10.250.11.0/24", nil)
 	l.createNetwork(fast)
 	l.createNetwork(slow)
@@ -352,10 +362,10 @@ func TestBridgeAcceleratorHooks(t *testing.T) {
 	l.attach(slow, 2)
 	idx := mustLink(t, handleAt(t, l.path), ep.HostIfName).Attrs().Index
 	l.do(func() error {
-		if err := l.d.Leave(ctx, fast, ep); err != nil {
+		if err := l.d.Leave(ctx, fast.NetworkConfig, ep); err != nil {
 			return err
 		}
-		return l.d.DeleteNetwork(ctx, fast)
+		return l.d.DeleteNetwork(ctx, fast.NetworkConfig)
 	})
 	want := []string{
 		"NetworkUp " + fast.Name,
@@ -372,9 +382,11 @@ func TestBridgeAcceleratorHooks(t *testing.T) {
 // already (or still) send: the container side up, or the host side up.
 type stateAccel struct {
 	recordingAccel
-	t      *testing.T
-	lab    string
-	upSeen []string
+	t       *testing.T
+	lab     string
+	sandbox string // the container's netns path and interface name,
+	ifname  string // which the fast path itself never needs
+	upSeen  []string
 }
 
 func (a *stateAccel) linkUp(nsPath, name string) bool {
@@ -382,14 +394,14 @@ func (a *stateAccel) linkUp(nsPath, name string) bool {
 	return err == nil && l.Attrs().Flags&net.FlagUp != 0
 }
 
-func (a *stateAccel) EndpointUp(n *NetworkConfig, ep *EndpointConfig, hostIfindex int) error {
-	if a.linkUp(ep.SandboxPath, ep.IfName) {
+func (a *stateAccel) EndpointUp(n *fastpath.Network, ep *fastpath.Endpoint, hostIfindex int) error {
+	if a.linkUp(a.sandbox, a.ifname) {
 		a.upSeen = append(a.upSeen, "container side up before EndpointUp")
 	}
 	return a.recordingAccel.EndpointUp(n, ep, hostIfindex)
 }
 
-func (a *stateAccel) EndpointDown(n *NetworkConfig, ep *EndpointConfig) error {
+func (a *stateAccel) EndpointDown(n *fastpath.Network, ep *fastpath.Endpoint) error {
 	if a.linkUp(a.lab, ep.HostIfName) {
 		a.upSeen = append(a.upSeen, "host side up during EndpointDown")
 	}
@@ -403,14 +415,17 @@ func TestBridgeAcceleratorNoUnfilteredWindow(t *testing.T) {
 	ctx := context.Background()
 	accel := &stateAccel{t: t, lab: l.path}
 	l.do(func() (err error) {
-		l.d, err = NewBridgeDriver(BridgeDriverConfig{NodeName: l.node, Accelerator: accel})
+		l.d, err = New(Config{NodeName: l.node, Accelerator: accel})
 		return err
 	})
 	t.Cleanup(func() { l.d.Close() })
-	n := testNetwork("10.250.12.0/24", func(n *NetworkConfig) { n.Dataplane = DataplaneEBPF })
+	n := testNetwork("10.250.12.0/24", func(n *testNet) { n.Dataplane = DataplaneEBPF })
 	l.createNetwork(n)
-	_, ep := l.attach(n, 2)
-	l.do(func() error { return l.d.Leave(ctx, n, ep) })
+	_, accel.sandbox = nstest.Sandbox(t)
+	accel.ifname = "eth0"
+	ep := testEndpoint(n, accel.sandbox, accel.ifname, 2)
+	l.join(n, ep)
+	l.do(func() error { return l.d.Leave(ctx, n.NetworkConfig, ep) })
 	if len(accel.upSeen) != 0 {
 		t.Errorf("unfiltered window: %q (calls %q)", accel.upSeen, accel.calls)
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package bridge
 
 import (
 	"net/netip"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netns"
+
+	"github.com/netd-dev/netd/dataplane/internal/nstest"
 )
 
 func TestNftTableName(t *testing.T) {
@@ -32,9 +34,9 @@ func TestNftTableName(t *testing.T) {
 // TestWriteRuleset checks the rules derived from a set of networks, as the
 // nft tool prints them.
 func TestWriteRuleset(t *testing.T) {
-	requireRoot(t)
-	requireTools(t, "ip", "nft")
-	labName, labPath := testSandbox(t)
+	nstest.RequireRoot(t)
+	nstest.RequireTools(t, "ip", "nft")
+	labName, labPath := nstest.Sandbox(t)
 	ns, err := netns.GetFromPath(labPath)
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +58,9 @@ func TestWriteRuleset(t *testing.T) {
 		{Bridge: "br-noicc", Subnet: netip.MustParsePrefix("10.3.0.0/24"), ICC: false, Ports: []string{"nd2", "nd1"}},
 	}
 	write(nets)
-	first := nsRun(t, labName, "nft", "list", "ruleset")
+	first := nstest.Run(t, labName, "nft", "list", "ruleset")
 	write(nets)
-	if again := nsRun(t, labName, "nft", "list", "ruleset"); again != first {
+	if again := nstest.Run(t, labName, "nft", "list", "ruleset"); again != first {
 		t.Errorf("rewriting the same networks changed the ruleset:\n%s\nvs\n%s", first, again)
 	}
 
@@ -90,11 +92,11 @@ func TestWriteRuleset(t *testing.T) {
 
 	// Fewer networks: the ruleset shrinks to them.
 	write(nets[:1])
-	if got := nsRun(t, labName, "nft", "list", "ruleset"); strings.Contains(got, "br-int") || strings.Contains(got, "noicc") {
+	if got := nstest.Run(t, labName, "nft", "list", "ruleset"); strings.Contains(got, "br-int") || strings.Contains(got, "noicc") {
 		t.Errorf("removed networks still in ruleset:\n%s", got)
 	}
 	write(nil)
-	if got := nsRun(t, labName, "nft", "list", "ruleset"); strings.TrimSpace(got) != "" {
+	if got := nstest.Run(t, labName, "nft", "list", "ruleset"); strings.TrimSpace(got) != "" {
 		t.Errorf("ruleset with no networks:\n%s", got)
 	}
 }

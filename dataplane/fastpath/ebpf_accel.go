@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package fastpath
 
 import (
 	"encoding/binary"
@@ -21,11 +21,9 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/netd-dev/netd/api"
 )
 
-// Hook names reported in api.ProgramAttachment.
+// Hook names reported in Attachment.
 const (
 	HookTCXIngress = "tcx-ingress"
 	HookTCIngress  = "tc-ingress"
@@ -60,8 +58,6 @@ type EBPF struct {
 	eps       map[string]*ebpfEPInfo // host ifname -> endpoint
 	links     map[string]link.Link   // host ifname -> pinned TCX link
 }
-
-var _ Accelerator = (*EBPF)(nil)
 
 type ebpfEPInfo struct {
 	network   string
@@ -312,7 +308,7 @@ func (e *EBPF) PinDir() string { return e.pinDir }
 
 // NetworkUp records the network's policy (ICC, internal) and its subnet
 // (isolation between networks) for the data path.
-func (e *EBPF) NetworkUp(n *NetworkConfig) error {
+func (e *EBPF) NetworkUp(n *Network) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var ni fastpathNetworkInfo
@@ -335,7 +331,7 @@ func (e *EBPF) NetworkUp(n *NetworkConfig) error {
 }
 
 // NetworkDown removes the network's policy and subnet; its endpoints then take the slow path.
-func (e *EBPF) NetworkDown(n *NetworkConfig) error {
+func (e *EBPF) NetworkDown(n *Network) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if k, _, ok := ebpfSubnetEntry(n); ok {
@@ -370,7 +366,7 @@ func ebpfIPv4(a netip.Addr) uint32 {
 }
 
 // ebpfSubnetEntry is the subnets map entry of n; ok is false without an IPv4 subnet.
-func ebpfSubnetEntry(n *NetworkConfig) (fastpathSubnetKey, fastpathSubnetInfo, bool) {
+func ebpfSubnetEntry(n *Network) (fastpathSubnetKey, fastpathSubnetInfo, bool) {
 	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
 		return fastpathSubnetKey{}, fastpathSubnetInfo{}, false
 	}
@@ -383,7 +379,7 @@ func ebpfSubnetEntry(n *NetworkConfig) (fastpathSubnetKey, fastpathSubnetInfo, b
 	return k, v, true
 }
 
-func ebpfEndpointEntries(n *NetworkConfig, ep *EndpointConfig, ifindex int) (fastpathEndpointKey, fastpathEndpointInfo, fastpathIfaceInfo, error) {
+func ebpfEndpointEntries(n *Network, ep *Endpoint, ifindex int) (fastpathEndpointKey, fastpathEndpointInfo, fastpathIfaceInfo, error) {
 	var (
 		k  fastpathEndpointKey
 		v  fastpathEndpointInfo
@@ -407,7 +403,7 @@ func ebpfEndpointEntries(n *NetworkConfig, ep *EndpointConfig, ifindex int) (fas
 
 // EndpointUp programs the endpoint table and attaches from_container to the
 // host-side veth, adopting a pinned attachment when it is already right.
-func (e *EBPF) EndpointUp(n *NetworkConfig, ep *EndpointConfig, hostIfindex int) error {
+func (e *EBPF) EndpointUp(n *Network, ep *Endpoint, hostIfindex int) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.programEndpoint(n, ep, hostIfindex); err != nil {
@@ -432,7 +428,7 @@ func (e *EBPF) EndpointUp(n *NetworkConfig, ep *EndpointConfig, hostIfindex int)
 }
 
 // programEndpoint writes the endpoint's counters, iface and endpoint entries.
-func (e *EBPF) programEndpoint(n *NetworkConfig, ep *EndpointConfig, hostIfindex int) error {
+func (e *EBPF) programEndpoint(n *Network, ep *Endpoint, hostIfindex int) error {
 	k, v, ii, err := ebpfEndpointEntries(n, ep, hostIfindex)
 	if err != nil {
 		return err
@@ -591,7 +587,7 @@ func (e *EBPF) detachTC(ifindex int) error {
 }
 
 // EndpointDown removes the endpoint's entries and detaches the program.
-func (e *EBPF) EndpointDown(n *NetworkConfig, ep *EndpointConfig) error {
+func (e *EBPF) EndpointDown(n *Network, ep *Endpoint) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var errs []error
@@ -675,14 +671,13 @@ func (e *EBPF) readCounters(ifindex uint32) (fastpathEpCounters, error) {
 }
 
 // Status lists the attachments and the per-endpoint counters summed over CPUs.
-func (e *EBPF) Status() (api.DataplaneStatus, error) {
+func (e *EBPF) Status() (Status, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := api.DataplaneStatus{
-		Default:   api.DataplaneEBPF,
+	st := Status{
 		PinDir:    e.pinDir,
-		Programs:  []api.ProgramAttachment{},
-		Endpoints: []api.EndpointCounters{},
+		Programs:  []Attachment{},
+		Endpoints: []EndpointCounters{},
 	}
 	names := make([]string, 0, len(e.eps))
 	for name := range e.eps {
@@ -691,7 +686,7 @@ func (e *EBPF) Status() (api.DataplaneStatus, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		ep := e.eps[name]
-		pa := api.ProgramAttachment{
+		pa := Attachment{
 			Interface: ep.ifname,
 			Ifindex:   ep.ifindex,
 			Hook:      ep.hook,
@@ -713,7 +708,7 @@ func (e *EBPF) Status() (api.DataplaneStatus, error) {
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return st, fmt.Errorf("read counters of %s: %w", name, err)
 		}
-		ec := api.EndpointCounters{
+		ec := EndpointCounters{
 			Network:     ep.network,
 			Container:   ep.container,
 			Interface:   ep.ifname,

@@ -1,6 +1,10 @@
 //go:build linux
 
-package dataplane
+// Package sandbox owns network namespaces: the named ones of containers
+// (bind-mounted under /run/netns, as `ip netns` does) and running code
+// inside any namespace on a locked OS thread. The daemon, the CLI and the
+// tests all switch namespaces through Do and DoPath.
+package sandbox
 
 import (
 	"errors"
@@ -19,8 +23,8 @@ import (
 // NetnsRunDir is where named network namespaces are bind-mounted, as with `ip netns`.
 const NetnsRunDir = "/run/netns"
 
-// SandboxPath returns the bind-mount path of the named sandbox.
-func SandboxPath(name string) string {
+// Path returns the bind-mount path of the named sandbox.
+func Path(name string) string {
 	return filepath.Join(NetnsRunDir, name)
 }
 
@@ -62,7 +66,7 @@ func createMountTarget(name string) (string, error) {
 	if err := ensureRunDir(); err != nil {
 		return "", err
 	}
-	path := SandboxPath(name)
+	path := Path(name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -74,10 +78,10 @@ func createMountTarget(name string) (string, error) {
 	return path, nil
 }
 
-// onLockedThread runs fn on a fresh goroutine locked to its OS thread. fn
+// OnLockedThread runs fn on a fresh goroutine locked to its OS thread. fn
 // reports whether the thread is still clean; a dirty thread stays locked so
 // the Go runtime destroys it instead of reusing it.
-func onLockedThread(fn func() (clean bool, err error)) error {
+func OnLockedThread(fn func() (clean bool, err error)) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -90,14 +94,14 @@ func onLockedThread(fn func() (clean bool, err error)) error {
 	return <-errc
 }
 
-// CreateSandbox creates a new network namespace bind-mounted at
+// Create creates a new network namespace bind-mounted at
 // /run/netns/<name> with lo up, and returns its path.
-func CreateSandbox(name string) (string, error) {
+func Create(name string) (string, error) {
 	path, err := createMountTarget(name)
 	if err != nil {
 		return "", err
 	}
-	err = onLockedThread(func() (bool, error) {
+	err = OnLockedThread(func() (bool, error) {
 		orig, err := netns.Get()
 		if err != nil {
 			return true, fmt.Errorf("get current netns: %w", err)
@@ -121,7 +125,7 @@ func CreateSandbox(name string) (string, error) {
 		return "", err
 	}
 	if err := setLoUp(path); err != nil {
-		DeleteSandbox(name)
+		Delete(name)
 		return "", err
 	}
 	return path, nil
@@ -148,9 +152,9 @@ func setLoUp(path string) error {
 	return nil
 }
 
-// CreateHostSandbox bind-mounts the calling thread's network namespace (the
+// CreateHost bind-mounts the calling thread's network namespace (the
 // daemon's own) at /run/netns/<name>, for containers on the host network.
-func CreateHostSandbox(name string) (string, error) {
+func CreateHost(name string) (string, error) {
 	path, err := createMountTarget(name)
 	if err != nil {
 		return "", err
@@ -166,12 +170,12 @@ func CreateHostSandbox(name string) (string, error) {
 	return path, nil
 }
 
-// DeleteSandbox unmounts and removes the named sandbox; a missing one is not an error.
-func DeleteSandbox(name string) error {
+// Delete unmounts and removes the named sandbox; a missing one is not an error.
+func Delete(name string) error {
 	if err := validSandboxName(name); err != nil {
 		return err
 	}
-	path := SandboxPath(name)
+	path := Path(name)
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil &&
 		!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("unmount %s: %w", path, err)
@@ -182,8 +186,8 @@ func DeleteSandbox(name string) error {
 	return nil
 }
 
-// ListSandboxes returns the names under /run/netns that start with prefix, sorted.
-func ListSandboxes(prefix string) ([]string, error) {
+// List returns the names under /run/netns that start with prefix, sorted.
+func List(prefix string) ([]string, error) {
 	entries, err := os.ReadDir(NetnsRunDir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -201,32 +205,37 @@ func ListSandboxes(prefix string) ([]string, error) {
 	return names, nil
 }
 
-// InSandbox runs fn on a locked OS thread switched into the network namespace
+// DoPath runs fn on a locked OS thread switched into the network namespace
 // at path, then switches back. Goroutines fn starts do not inherit the namespace.
-func InSandbox(path string, fn func() error) error {
+func DoPath(path string, fn func() error) error {
 	target, err := netns.GetFromPath(path)
 	if err != nil {
-		return fmt.Errorf("open netns %s: %w", path, err)
+		return fmt.Errorf("open network namespace %s: %w", path, err)
 	}
 	defer target.Close()
-	return inNetNS(target, fn)
+	return Do(target, fn)
 }
 
-// inNetNS runs fn on a locked OS thread inside ns and restores the thread.
-func inNetNS(ns netns.NsHandle, fn func() error) error {
+// ErrRestore wraps a failure to switch a thread back to its own namespace
+// after fn ran: fn's effects (a started process, say) happened.
+var ErrRestore = errors.New("restore network namespace")
+
+// Do runs fn on a locked OS thread inside ns and restores the thread; a
+// thread that cannot be restored is discarded, never reused.
+func Do(ns netns.NsHandle, fn func() error) error {
 	var fnErr error
-	err := onLockedThread(func() (bool, error) {
+	err := OnLockedThread(func() (bool, error) {
 		orig, err := netns.Get()
 		if err != nil {
 			return true, fmt.Errorf("get current netns: %w", err)
 		}
 		defer orig.Close()
 		if err := netns.Set(ns); err != nil {
-			return true, fmt.Errorf("enter netns: %w", err)
+			return true, fmt.Errorf("enter network namespace (are you root?): %w", err)
 		}
 		fnErr = fn()
 		if err := netns.Set(orig); err != nil {
-			return false, fmt.Errorf("restore netns: %w", err)
+			return false, fmt.Errorf("%w: %w", ErrRestore, err)
 		}
 		return true, nil
 	})
@@ -235,3 +244,22 @@ func inNetNS(ns netns.NsHandle, fn func() error) error {
 	}
 	return fnErr
 }
+
+// Namespaces are the named network namespaces under /run/netns, as the
+// daemon's manager sees them.
+type Namespaces struct{}
+
+// Create makes a new empty netns and returns its path.
+func (Namespaces) Create(name string) (string, error) { return Create(name) }
+
+// CreateHost makes name a bind mount of the calling thread's netns.
+func (Namespaces) CreateHost(name string) (string, error) { return CreateHost(name) }
+
+// Delete removes the netns; a missing one is not an error.
+func (Namespaces) Delete(name string) error { return Delete(name) }
+
+// Path is where the netns of name is (or would be) mounted.
+func (Namespaces) Path(name string) string { return Path(name) }
+
+// List returns the names of existing namespaces starting with prefix.
+func (Namespaces) List(prefix string) ([]string, error) { return List(prefix) }

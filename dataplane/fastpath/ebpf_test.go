@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package fastpath
 
 import (
 	"bytes"
@@ -91,8 +91,8 @@ var (
 	fxGW    = netip.MustParseAddr("10.1.0.1")
 	fxGWB   = netip.MustParseAddr("10.2.0.1")
 	fxOut   = netip.MustParseAddr("192.0.2.7") // outside every netd subnet
-	fxNetA  = &NetworkConfig{Name: "neta", Index: 1, ICC: true, Subnet: netip.MustParsePrefix("10.1.0.0/24"), Gateway: fxGW}
-	fxNetB  = &NetworkConfig{Name: "netb", Index: 2, ICC: true, Subnet: netip.MustParsePrefix("10.2.0.0/24"), Gateway: fxGWB}
+	fxNetA  = &Network{Name: "neta", Index: 1, ICC: true, Subnet: netip.MustParsePrefix("10.1.0.0/24"), Gateway: fxGW}
+	fxNetB  = &Network{Name: "netb", Index: 2, ICC: true, Subnet: netip.MustParsePrefix("10.2.0.0/24"), Gateway: fxGWB}
 )
 
 const (
@@ -101,22 +101,22 @@ const (
 	fxIfOther  = 1002
 )
 
-func fxEndpoint(name string, mac net.HardwareAddr, ip netip.Addr) *EndpointConfig {
-	return &EndpointConfig{ID: name, HostIfName: name, ContainerID: name, MAC: mac, Addr: netip.PrefixFrom(ip, 24)}
+func fxEndpoint(name string, mac net.HardwareAddr, ip netip.Addr) *Endpoint {
+	return &Endpoint{ID: name, HostIfName: name, ContainerID: name, MAC: mac, Addr: netip.PrefixFrom(ip, 24)}
 }
 
 // newFixture fills the maps: sender and peer on network A, one endpoint on network B.
 func newFixture(t testing.TB) *EBPF {
 	t.Helper()
 	e := newTestEBPF(t)
-	for _, n := range []*NetworkConfig{fxNetA, fxNetB} {
+	for _, n := range []*Network{fxNetA, fxNetB} {
 		if err := e.NetworkUp(n); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, x := range []struct {
-		n       *NetworkConfig
-		ep      *EndpointConfig
+		n       *Network
+		ep      *Endpoint
 		ifindex int
 	}{
 		{fxNetA, fxEndpoint("sender", fxMAC1, fxIP1), fxIfSender},
@@ -360,7 +360,7 @@ func TestEBPFIsolationBetweenNetworks(t *testing.T) {
 	verdict(t, e, "to same-network peer", ethFrame(fxMAC2, fxMAC1, 0x0800, ipv4Packet(fxIP1, fxIP2, 5)), tcActRedirect, -1)
 
 	// A longer prefix inside B's subnet belongs to a third network: longest match wins.
-	netC := &NetworkConfig{Name: "netc", Index: 3, ICC: true, Subnet: netip.MustParsePrefix("10.2.0.128/25"), Gateway: netip.MustParseAddr("10.2.0.129")}
+	netC := &Network{Name: "netc", Index: 3, ICC: true, Subnet: netip.MustParsePrefix("10.2.0.128/25"), Gateway: netip.MustParseAddr("10.2.0.129")}
 	if err := e.NetworkUp(netC); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestEBPFIsolationBetweenNetworks(t *testing.T) {
 	}
 
 	// Another network holding the same subnet keeps it when a stale owner goes down.
-	netD := &NetworkConfig{Name: "netd", Index: 4, ICC: true, Subnet: fxNetB.Subnet, Gateway: fxGWB}
+	netD := &Network{Name: "netd", Index: 4, ICC: true, Subnet: fxNetB.Subnet, Gateway: fxGWB}
 	if err := e.NetworkUp(netD); err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +569,7 @@ func TestEBPFPinAdopt(t *testing.T) {
 	dir := ebpfTestPinDir(t)
 	hostNS, _ := newTestNetns(t)
 	ifindex := addVeth(t, hostNS, netns.None(), "ndtest0", "ndtest0p", fxMAC1, "")
-	n := &NetworkConfig{Name: "adopt", Index: 7, ICC: true}
+	n := &Network{Name: "adopt", Index: 7, ICC: true}
 	ep := fxEndpoint("ndtest0", fxMAC1, fxIP1)
 	ep.HostIfName = "ndtest0"
 
@@ -724,7 +724,7 @@ func TestEBPFTCFallback(t *testing.T) {
 	dir := ebpfTestPinDir(t)
 	hostNS, _ := newTestNetns(t)
 	ifindex := addVeth(t, hostNS, netns.None(), "ndtest1", "ndtest1p", fxMAC1, "")
-	n := &NetworkConfig{Name: "tc", Index: 8, ICC: true}
+	n := &Network{Name: "tc", Index: 8, ICC: true}
 	ep := fxEndpoint("ndtest1", fxMAC1, fxIP1)
 	inNetns(t, hostNS, func() {
 		e, err := NewEBPF(dir, ebpfTestLogger())
@@ -809,9 +809,9 @@ func TestEBPFEndToEnd(t *testing.T) {
 		}
 	}
 
-	n := &NetworkConfig{Name: "e2e", Index: 3, ICC: true}
-	epA := &EndpointConfig{ID: "a", ContainerID: "ca", HostIfName: "ndtA", MAC: fxMAC1, Addr: netip.MustParsePrefix("10.99.0.2/24")}
-	epB := &EndpointConfig{ID: "b", ContainerID: "cb", HostIfName: "ndtB", MAC: fxMAC2, Addr: netip.MustParsePrefix("10.99.0.3/24")}
+	n := &Network{Name: "e2e", Index: 3, ICC: true}
+	epA := &Endpoint{ID: "a", ContainerID: "ca", HostIfName: "ndtA", MAC: fxMAC1, Addr: netip.MustParsePrefix("10.99.0.2/24")}
+	epB := &Endpoint{ID: "b", ContainerID: "cb", HostIfName: "ndtB", MAC: fxMAC2, Addr: netip.MustParsePrefix("10.99.0.3/24")}
 	var e *EBPF
 	inNetns(t, hostNS, func() {
 		e, err = NewEBPF(dir, ebpfTestLogger())

@@ -1,0 +1,246 @@
+//go:build linux
+
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/bpffs"
+	"github.com/netd-dev/netd/dataplane/bridge"
+	"github.com/netd-dev/netd/dataplane/fastpath"
+	"github.com/netd-dev/netd/dataplane/nlutil"
+	"github.com/netd-dev/netd/dataplane/nop"
+	"github.com/netd-dev/netd/dataplane/sandbox"
+)
+
+// component is one part of the running daemon: started in list order,
+// closed in reverse. A later issue's part (gossip, overlay, DNS) is one
+// more entry in daemon.components, not more lines in Run.
+type component struct {
+	name  string
+	start func(ctx context.Context) error
+	close func() error // nil: nothing to release
+}
+
+// startAll starts cs in order. On a failure it closes the ones started and
+// returns the error; otherwise stop closes them all in reverse.
+func startAll(ctx context.Context, log *slog.Logger, cs []component) (stop func(), err error) {
+	var started []component
+	stop = func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			c := started[i]
+			if c.close == nil {
+				continue
+			}
+			if err := c.close(); err != nil {
+				log.Warn("stop component", "component", c.name, "err", err)
+			}
+		}
+	}
+	for _, c := range cs {
+		if err := c.start(ctx); err != nil {
+			stop()
+			return nil, err
+		}
+		log.Debug("component started", "component", c.name)
+		started = append(started, c)
+	}
+	return stop, nil
+}
+
+// daemon is the state its components share while they start.
+type daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	pools []AddressPool
+
+	unlock func()
+
+	store    *Store
+	accel    *fastpath.EBPF // nil without the eBPF dataplane
+	accelErr error
+	drivers  []dataplane.Driver
+	m        *Manager
+	srv      *http.Server
+	serveErr chan error
+}
+
+func (d *daemon) components() []component {
+	return []component{
+		{name: "state dir lock", start: d.lockStateDir, close: func() error { d.unlock(); return nil }},
+		{name: "store", start: d.openStore, close: func() error { return d.store.Close() }},
+		{name: "ebpf fast path", start: d.loadFastpath, close: d.closeFastpath},
+		{name: "drivers", start: d.startDrivers, close: d.closeDrivers},
+		{name: "manager", start: d.startManager},
+		{name: "api", start: d.serveAPI, close: d.stopAPI},
+	}
+}
+
+func (d *daemon) lockStateDir(context.Context) error {
+	if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	unlock, err := lockStateDir(d.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	d.unlock = unlock
+	return nil
+}
+
+func (d *daemon) openStore(context.Context) error {
+	s, err := OpenStore(filepath.Join(d.cfg.StateDir, "netd.db"))
+	if err != nil {
+		return err
+	}
+	d.store = s
+	return nil
+}
+
+// loadFastpath adopts whatever a previous daemon pinned, so forwarding
+// never stops across a restart. Without it, kernel networks still work;
+// ebpf ones are refused with the reason.
+func (d *daemon) loadFastpath(context.Context) error {
+	if err := bpffs.Ensure(d.cfg.PinDir()); err != nil {
+		return err
+	}
+	e, err := fastpath.NewEBPF(d.cfg.PinDir(), d.log)
+	switch {
+	case err != nil && d.cfg.Dataplane == dataplane.DataplaneEBPF:
+		return fmt.Errorf("start eBPF dataplane: %w (start with --dataplane kernel to run without it)", err)
+	case err != nil:
+		d.log.Warn("eBPF dataplane unavailable; only kernel networks can be created", "err", err)
+		d.accelErr = err
+	default:
+		d.accel = e
+		if d.cfg.Status == nil {
+			d.cfg.Status = fastpathStatus{e}
+		}
+	}
+	return nil
+}
+
+func (d *daemon) closeFastpath() error {
+	if d.accel == nil {
+		return nil
+	}
+	return d.accel.Close()
+}
+
+func (d *daemon) startDrivers(context.Context) error {
+	cfg := bridge.Config{
+		NodeName:         d.cfg.NodeName,
+		DefaultDataplane: d.cfg.Dataplane,
+		AccelError:       d.accelErr,
+		Logger:           d.log,
+	}
+	if d.accel != nil {
+		cfg.Accelerator = d.accel
+	}
+	br, err := bridge.New(cfg)
+	if err != nil {
+		return fmt.Errorf("start bridge driver: %w", err)
+	}
+	// Registration order is the order built-in networks are created in.
+	d.drivers = []dataplane.Driver{br, nop.Host(), nop.Null()}
+	return nil
+}
+
+func (d *daemon) closeDrivers() error {
+	var errs []error
+	for _, drv := range d.drivers {
+		if c, ok := drv.(dataplane.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *daemon) startManager(ctx context.Context) error {
+	m, err := NewManager(ManagerConfig{
+		Store:            d.store,
+		Drivers:          d.drivers,
+		Sandboxes:        sandbox.Namespaces{},
+		NodeName:         d.cfg.NodeName,
+		DefaultDataplane: d.cfg.Dataplane,
+		Pools:            d.pools,
+		HostRoutes:       hostRoutes,
+		Status:           d.cfg.Status,
+		Logger:           d.log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Reconcile(ctx); err != nil {
+		// One broken object must not keep the rest of the host down.
+		d.log.Error("reconcile finished with errors", "err", err)
+	}
+	if err := m.EnsureBuiltins(ctx); err != nil {
+		return fmt.Errorf("create built-in networks: %w", err)
+	}
+	d.m = m
+	return nil
+}
+
+func (d *daemon) serveAPI(context.Context) error {
+	ln, err := listenSocket(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	d.srv = &http.Server{
+		Handler:           NewHandler(d.m, d.log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	d.serveErr = make(chan error, 1)
+	go func() { d.serveErr <- d.srv.Serve(ln) }()
+	return nil
+}
+
+func (d *daemon) stopAPI() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return d.srv.Shutdown(ctx)
+}
+
+// hostRoutes lists the IPv4 destinations routed in the daemon's netns.
+func hostRoutes() ([]netip.Prefix, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	defer h.Close()
+	return nlutil.RoutePrefixes(h)
+}
+
+// fastpathStatus renders the fast path's status as the API's.
+type fastpathStatus struct{ e *fastpath.EBPF }
+
+func (f fastpathStatus) Status() (api.DataplaneStatus, error) {
+	st, err := f.e.Status()
+	out := api.DataplaneStatus{
+		Default:   api.DataplaneEBPF,
+		PinDir:    st.PinDir,
+		Programs:  []api.ProgramAttachment{},
+		Endpoints: []api.EndpointCounters{},
+	}
+	for _, p := range st.Programs {
+		out.Programs = append(out.Programs, api.ProgramAttachment(p))
+	}
+	for _, c := range st.Endpoints {
+		out.Endpoints = append(out.Endpoints, api.EndpointCounters(c))
+	}
+	return out, err
+}
