@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Bridge fast path: TC ingress of every host-side veth, i.e. frames a container sends.
  * Same-network unicast goes straight to the peer with bpf_redirect_peer; everything
- * else goes on to the Linux bridge (slow path). Spoofed frames, and IPv4 the host
- * would route into another network or out of an internal one, are dropped here. */
+ * else goes on to the Linux bridge (slow path). Spoofed frames, IPv6 on IPv4-only
+ * networks, and IPv4 the host would route into another network or out of an
+ * internal one, are dropped here. */
 
 #include "common.h"
 #include "maps.h"
@@ -31,7 +32,7 @@ int from_container(struct __sk_buff *skb)
 	__be32 daddr = 0;
 	__be16 proto;
 
-	self = bpf_map_lookup_elem(&ifaces, &ifindex);
+	self = bpf_map_lookup_elem(&netd_ifaces, &ifindex);
 	if (!self)
 		return TC_ACT_OK; /* not ours: leave it alone */
 
@@ -66,6 +67,12 @@ int from_container(struct __sk_buff *skb)
 		/* spa 0.0.0.0 is an RFC 5227 probe: it updates no neighbour cache. */
 		if (!mac_eq(arp->sha, self->mac) || (arp->spa != self->ipv4 && arp->spa != 0))
 			return drop(ifindex, DROP_SPOOF_ARP);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		/* The container side has IPv6 disabled, as Docker's on IPv4-only networks;
+		 * a container that turns it back on must not spoof neighbours unchecked. */
+		net = network_lookup(self->net_index);
+		if (!net || !(net->flags & NET_F_IPV6))
+			return drop(ifindex, DROP_IPV6);
 	}
 
 	if (mac_is_group(eth->h_dest))

@@ -8,7 +8,11 @@
 #define NETD_MAX_ENDPOINTS 4096
 #define NETD_MAX_NETWORKS 1024
 
-/* Drop reasons: index into ep_counters.drops; Go names them by the suffix after DROP_. */
+/* Drop reasons: index into ep_counters.drops; Go names them by the suffix after DROP_.
+ * Append-only, as cilium's: a number is never reused or renumbered, a retired
+ * reason keeps its number (comment it "retired", keep the slot), because pinned
+ * counters and the CLI's history outlive a build. New reasons go just before
+ * DROP_REASON_MAX, which grows with them (the counters map migrates). */
 enum drop_reason {
 	DROP_SPOOF_MAC = 0,  /* source MAC is not the endpoint's own */
 	DROP_SPOOF_IP = 1,   /* IPv4 source address is not the endpoint's own */
@@ -17,12 +21,14 @@ enum drop_reason {
 	DROP_MALFORMED = 4,  /* truncated or invalid Ethernet/IPv4/ARP header */
 	DROP_ISOLATED = 5,   /* IPv4 destination in another netd network's subnet */
 	DROP_INTERNAL = 6,   /* IPv4 destination outside the subnet of an internal network */
-	DROP_REASON_MAX = 7,
+	DROP_IPV6 = 7,       /* IPv6 (also VLAN-tagged) on a network without NET_F_IPV6 */
+	DROP_REASON_MAX = 8,
 };
 
 /* network_info.flags */
 #define NET_F_ICC (1U << 0)
 #define NET_F_INTERNAL (1U << 1) /* no IPv4 beyond the network's own subnet */
+#define NET_F_IPV6 (1U << 2)     /* IPv6 allowed; never set yet: no IPv6 anti-spoofing exists */
 
 /* Key of the endpoint table: isolation between networks comes from the index. */
 struct endpoint_key {

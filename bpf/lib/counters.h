@@ -7,7 +7,7 @@
 
 static __always_inline void count_fast(__u32 ifindex, __u32 bytes)
 {
-	struct ep_counters *c = bpf_map_lookup_elem(&counters, &ifindex);
+	struct ep_counters *c = bpf_map_lookup_elem(&netd_counters, &ifindex);
 
 	if (c) {
 		c->fast_pkts++;
@@ -17,7 +17,7 @@ static __always_inline void count_fast(__u32 ifindex, __u32 bytes)
 
 static __always_inline int pass_slow(__u32 ifindex)
 {
-	struct ep_counters *c = bpf_map_lookup_elem(&counters, &ifindex);
+	struct ep_counters *c = bpf_map_lookup_elem(&netd_counters, &ifindex);
 
 	if (c)
 		c->slow_pkts++;
@@ -26,7 +26,7 @@ static __always_inline int pass_slow(__u32 ifindex)
 
 static __always_inline int drop(__u32 ifindex, enum drop_reason reason)
 {
-	struct ep_counters *c = bpf_map_lookup_elem(&counters, &ifindex);
+	struct ep_counters *c = bpf_map_lookup_elem(&netd_counters, &ifindex);
 
 	if (c && reason < DROP_REASON_MAX)
 		c->drops[reason]++;

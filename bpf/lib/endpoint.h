@@ -11,12 +11,12 @@ static __always_inline struct endpoint_info *endpoint_lookup(__u32 net_index, co
 
 	key.net_index = net_index;
 	__builtin_memcpy(key.mac, mac, 6);
-	return bpf_map_lookup_elem(&endpoints, &key);
+	return bpf_map_lookup_elem(&netd_endpoints, &key);
 }
 
 static __always_inline struct network_info *network_lookup(__u32 net_index)
 {
-	return bpf_map_lookup_elem(&networks, &net_index);
+	return bpf_map_lookup_elem(&netd_networks, &net_index);
 }
 
 /* The netd network whose subnet holds addr (longest prefix), or NULL. */
@@ -26,7 +26,7 @@ static __always_inline struct subnet_info *subnet_lookup(__be32 addr)
 
 	key.prefixlen = 32;
 	key.addr = addr;
-	return bpf_map_lookup_elem(&subnets, &key);
+	return bpf_map_lookup_elem(&netd_subnets, &key);
 }
 
 #endif /* NETD_ENDPOINT_H */

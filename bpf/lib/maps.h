@@ -1,4 +1,5 @@
-/* Maps of the bridge data path; pinned by name so forwarding outlives the daemon. */
+/* Maps of the bridge data path; pinned by name so forwarding outlives the daemon.
+ * The netd_ prefix names them as ours on bpffs and in bpftool (kernel limit: 15 chars). */
 #ifndef NETD_MAPS_H
 #define NETD_MAPS_H
 
@@ -10,7 +11,7 @@ struct {
 	__type(key, struct endpoint_key);
 	__type(value, struct endpoint_info);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} endpoints SEC(".maps");
+} netd_endpoints SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -18,7 +19,7 @@ struct {
 	__type(key, __u32); /* host-side ifindex */
 	__type(value, struct iface_info);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ifaces SEC(".maps");
+} netd_ifaces SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -26,7 +27,7 @@ struct {
 	__type(key, __u32); /* network index */
 	__type(value, struct network_info);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} networks SEC(".maps");
+} netd_networks SEC(".maps");
 
 /* Subnets of this daemon's networks, for isolation between networks. */
 struct {
@@ -36,7 +37,7 @@ struct {
 	__type(key, struct subnet_key);
 	__type(value, struct subnet_info);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} subnets SEC(".maps");
+} netd_subnets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -44,6 +45,6 @@ struct {
 	__type(key, __u32); /* host-side ifindex */
 	__type(value, struct ep_counters);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} counters SEC(".maps");
+} netd_counters SEC(".maps");
 
 #endif /* NETD_MAPS_H */

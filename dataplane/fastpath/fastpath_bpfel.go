@@ -23,7 +23,8 @@ const (
 	fastpathDropReasonDROP_MALFORMED  fastpathDropReason = 4
 	fastpathDropReasonDROP_ISOLATED   fastpathDropReason = 5
 	fastpathDropReasonDROP_INTERNAL   fastpathDropReason = 6
-	fastpathDropReasonDROP_REASON_MAX fastpathDropReason = 7
+	fastpathDropReasonDROP_IPV6       fastpathDropReason = 7
+	fastpathDropReasonDROP_REASON_MAX fastpathDropReason = 8
 )
 
 type fastpathEndpointInfo struct {
@@ -47,7 +48,7 @@ type fastpathEpCounters struct {
 	FastPkts  uint64
 	FastBytes uint64
 	SlowPkts  uint64
-	Drops     [7]uint64
+	Drops     [8]uint64
 }
 
 type fastpathIfaceInfo struct {
@@ -79,11 +80,11 @@ type fastpathSubnetKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fastpathMapCounters         = "counters"
-	fastpathMapEndpoints        = "endpoints"
-	fastpathMapIfaces           = "ifaces"
-	fastpathMapNetworks         = "networks"
-	fastpathMapSubnets          = "subnets"
+	fastpathMapNetdCounters     = "netd_counters"
+	fastpathMapNetdEndpoints    = "netd_endpoints"
+	fastpathMapNetdIfaces       = "netd_ifaces"
+	fastpathMapNetdNetworks     = "netd_networks"
+	fastpathMapNetdSubnets      = "netd_subnets"
 	fastpathProgFromContainer   = "from_container"
 	fastpathVarUnusedDropReason = "unused_drop_reason"
 )
@@ -137,11 +138,11 @@ type fastpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fastpathMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
-	Ifaces    *ebpf.MapSpec `ebpf:"ifaces"`
-	Networks  *ebpf.MapSpec `ebpf:"networks"`
-	Subnets   *ebpf.MapSpec `ebpf:"subnets"`
+	NetdCounters  *ebpf.MapSpec `ebpf:"netd_counters"`
+	NetdEndpoints *ebpf.MapSpec `ebpf:"netd_endpoints"`
+	NetdIfaces    *ebpf.MapSpec `ebpf:"netd_ifaces"`
+	NetdNetworks  *ebpf.MapSpec `ebpf:"netd_networks"`
+	NetdSubnets   *ebpf.MapSpec `ebpf:"netd_subnets"`
 }
 
 // fastpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -171,20 +172,20 @@ func (o *fastpathObjects) Close() error {
 //
 // It can be passed to loadFastpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fastpathMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Endpoints *ebpf.Map `ebpf:"endpoints"`
-	Ifaces    *ebpf.Map `ebpf:"ifaces"`
-	Networks  *ebpf.Map `ebpf:"networks"`
-	Subnets   *ebpf.Map `ebpf:"subnets"`
+	NetdCounters  *ebpf.Map `ebpf:"netd_counters"`
+	NetdEndpoints *ebpf.Map `ebpf:"netd_endpoints"`
+	NetdIfaces    *ebpf.Map `ebpf:"netd_ifaces"`
+	NetdNetworks  *ebpf.Map `ebpf:"netd_networks"`
+	NetdSubnets   *ebpf.Map `ebpf:"netd_subnets"`
 }
 
 func (m *fastpathMaps) Close() error {
 	return _FastpathClose(
-		m.Counters,
-		m.Endpoints,
-		m.Ifaces,
-		m.Networks,
-		m.Subnets,
+		m.NetdCounters,
+		m.NetdEndpoints,
+		m.NetdIfaces,
+		m.NetdNetworks,
+		m.NetdSubnets,
 	)
 }
 

@@ -17,23 +17,32 @@ import (
 // link pins of interfaces that no longer carry an endpoint. The daemon calls
 // it once, after start-up reconcile re-programmed every live endpoint, so a
 // stale entry can never redirect to an ifindex the kernel hands out again.
-func (e *EBPF) Prune() error {
+// keep names the host-side interfaces (name -> ifindex) of endpoints that
+// still exist but have no record (orphans, kept until pruned): their
+// entries, attachments and networks stay, so they keep their anti-spoofing.
+func (e *EBPF) Prune(keep map[string]int) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
-	liveIf := make(map[uint32]bool, len(e.eps))
+	liveIf := make(map[uint32]bool, len(e.eps)+len(keep))
 	for _, ep := range e.eps {
 		liveIf[uint32(ep.ifindex)] = true
+	}
+	for _, ifindex := range keep {
+		liveIf[uint32(ifindex)] = true
 	}
 	var errs []error
 	// Links first: once detached, the veth passes nothing unchecked because
 	// the interface itself is gone or about to be.
-	entries, err := os.ReadDir(filepath.Join(e.pinDir, "links"))
+	entries, err := os.ReadDir(filepath.Join(e.pinDir, linksDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("list link pins: %w", err))
 	}
 	for _, ent := range entries {
 		if _, live := e.eps[ent.Name()]; live {
+			continue
+		}
+		if _, kept := keep[ent.Name()]; kept {
 			continue
 		}
 		pin := e.linkPin(ent.Name())
@@ -49,7 +58,7 @@ func (e *EBPF) Prune() error {
 		l.Close()
 	}
 
-	for _, m := range []*ebpf.Map{e.ifaces, e.counters} {
+	for _, m := range []*ebpf.Map{e.maps.NetdIfaces, e.maps.NetdCounters} {
 		keys, err := mapKeys[uint32](m)
 		if err != nil {
 			errs = append(errs, err)
@@ -68,44 +77,50 @@ func (e *EBPF) Prune() error {
 		ev     fastpathEndpointInfo
 		staleE []fastpathEndpointKey
 	)
-	it := e.endpoints.Iterate()
+	liveNet := map[uint32]bool{}
+	for idx := range e.netNames {
+		liveNet[idx] = true
+	}
+	it := e.maps.NetdEndpoints.Iterate()
 	for it.Next(&ek, &ev) {
 		if !liveIf[ev.Ifindex] {
 			staleE = append(staleE, ek)
+		} else {
+			liveNet[ev.NetIndex] = true // a kept orphan keeps its network's policy
 		}
 	}
 	if err := it.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("iterate endpoints: %w", err))
 	}
-	errs = append(errs, deleteKeys(e.endpoints, staleE)...)
+	errs = append(errs, deleteKeys(e.maps.NetdEndpoints, staleE)...)
 
-	netKeys, err := mapKeys[uint32](e.networks)
+	netKeys, err := mapKeys[uint32](e.maps.NetdNetworks)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	var staleN []uint32
 	for _, netIndex := range netKeys {
-		if _, live := e.netNames[netIndex]; !live {
+		if !liveNet[netIndex] {
 			staleN = append(staleN, netIndex)
 		}
 	}
-	errs = append(errs, deleteKeys(e.networks, staleN)...)
+	errs = append(errs, deleteKeys(e.maps.NetdNetworks, staleN)...)
 
 	var (
 		sk     fastpathSubnetKey
 		sv     fastpathSubnetInfo
 		staleS []fastpathSubnetKey
 	)
-	it = e.subnets.Iterate()
+	it = e.maps.NetdSubnets.Iterate()
 	for it.Next(&sk, &sv) {
-		if _, live := e.netNames[sv.NetIndex]; !live {
+		if !liveNet[sv.NetIndex] {
 			staleS = append(staleS, sk)
 		}
 	}
 	if err := it.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("iterate subnets: %w", err))
 	}
-	errs = append(errs, deleteKeys(e.subnets, staleS)...)
+	errs = append(errs, deleteKeys(e.maps.NetdSubnets, staleS)...)
 
 	if n := len(staleE) + len(staleN) + len(staleS); n > 0 {
 		e.logger.Info("prune: removed stale eBPF map entries", "endpoints", len(staleE), "networks", len(staleN), "subnets", len(staleS))
