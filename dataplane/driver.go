@@ -114,10 +114,36 @@ type Driver interface {
 	Leave(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error
 	// DeleteEndpoint releases whatever driver state is left of the endpoint.
 	DeleteEndpoint(ctx context.Context, n *NetworkConfig, ep *EndpointConfig) error
-	// Reconcile is called once at start-up after every live network and
-	// endpoint was re-created: it removes kernel objects this driver owns
-	// that belong to none of them.
-	Reconcile(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig) error
+	// Reconcile is called at start-up after every live network and
+	// endpoint was re-created, and by `netd system prune`: it reports the
+	// kernel objects this driver owns that belong to none of them
+	// (orphans), and deletes them only when prune is set. A daemon never
+	// deletes what it has no record of on its own: the record may be in
+	// another state dir (a typo in --state-dir) or in an emptied database.
+	Reconcile(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig, prune bool) ([]Orphan, error)
+}
+
+// Orphan is a kernel object a driver owns (its mark says so: an alias, a
+// pin, a table) that belongs to no network or endpoint of the store.
+type Orphan struct {
+	Kind  string // bridge, veth, netns, ebpf link, nftables rules, ...
+	Name  string // interface, namespace, pin or rule
+	Owner string // what its mark names, e.g. "network 4f3c…"
+	// Unproven orphans look like this driver's but carry no mark proving
+	// it (an older build's, or another node's that shares the name
+	// prefix): reported, never removed.
+	Unproven bool
+}
+
+func (o Orphan) String() string {
+	s := o.Kind + " " + o.Name
+	if o.Owner != "" {
+		s += " (of " + o.Owner + ")"
+	}
+	if o.Unproven {
+		s += " (no netd mark: not removed by prune)"
+	}
+	return s
 }
 
 // BuiltinNetwork is a network the daemon creates at its first start, as
@@ -140,6 +166,20 @@ type Builtiner interface {
 // stores the state it returns.
 type LegacyStateDecoder interface {
 	DecodeLegacyState(record []byte) (map[string]string, error)
+}
+
+// Drift is one difference between what the daemon stored and the kernel.
+type Drift struct {
+	Object  string // e.g. "network web (bridge br-4f3c…)", "endpoint nd4f3c… of c1"
+	Problem string // e.g. "bridge missing", "MAC 02:42:… in the kernel, 02:42:… stored"
+}
+
+func (d Drift) String() string { return d.Object + ": " + d.Problem }
+
+// Checker is an optional interface: a driver that compares the kernel with
+// what the daemon stored, read-only. Orphans (see Reconcile) are drift too.
+type Checker interface {
+	Check(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig) ([]Drift, error)
 }
 
 // Closer is an optional interface: a driver holding handles the daemon

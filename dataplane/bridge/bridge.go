@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -64,9 +63,10 @@ type Accelerator interface {
 	EndpointUp(n *fastpath.Network, ep *fastpath.Endpoint, hostIfindex int) error
 	// EndpointDown removes the endpoint's entries and detaches.
 	EndpointDown(n *fastpath.Network, ep *fastpath.Endpoint) error
-	// Prune runs once after start-up reconcile brought every live network
-	// and endpoint up: it removes pinned state of everything else.
-	Prune() error
+	// Prune runs after start-up reconcile brought every live network and
+	// endpoint up: it removes pinned state of everything else but the
+	// interfaces in keep (name -> ifindex: orphans that are kept).
+	Prune(keep map[string]int) error
 }
 
 var _ Accelerator = (*fastpath.EBPF)(nil)
@@ -100,6 +100,8 @@ type Driver struct {
 	mu    sync.Mutex
 	nets  map[string]*network            // live networks by ID: the firewall derives from them
 	ports map[string]map[string]struct{} // network ID -> host-side veth names
+	fw    firewall                       // nftables connection and state (nft.go)
+	kept  keptRules                      // firewall objects of orphans, kept until pruned
 }
 
 var (
@@ -156,6 +158,9 @@ func New(cfg Config) (*Driver, error) {
 
 // Close releases the driver's handles; kernel objects and rules stay.
 func (d *Driver) Close() error {
+	d.mu.Lock()
+	d.fw.close()
+	d.mu.Unlock()
 	d.nl.Close()
 	return d.ns.Close()
 }
@@ -259,7 +264,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, cfg *dataplane.NetworkConfig
 	if _, ok := d.ports[n.ID]; !ok {
 		d.ports[n.ID] = map[string]struct{}{}
 	}
-	if err := d.syncRules(); err != nil {
+	if err := d.rulesUp(n); err != nil {
 		return err
 	}
 	if d.accelerated(n) {
@@ -299,7 +304,9 @@ func (d *Driver) ensureBridge(n *network) (netlink.Link, error) {
 	}
 	if cur := l.Attrs().Alias; cur != alias {
 		if strings.HasPrefix(cur, BridgeAliasPrefix) {
-			return nil, fmt.Errorf("create bridge %s: already used by network %s", n.BridgeName, strings.TrimPrefix(cur, BridgeAliasPrefix))
+			return nil, errdefs.Conflict("create bridge %s: already used by network %s; if this daemon has no such network (netd network ls), "+
+				"the bridge is an orphan of a lost or other state dir: remove it with `netd system prune` or restart the daemon with --prune-orphans",
+				n.BridgeName, strings.TrimPrefix(cur, BridgeAliasPrefix))
 		}
 		if err := d.nl.LinkSetAlias(l, alias); err != nil {
 			return nil, fmt.Errorf("set alias of bridge %s: %w", n.BridgeName, err)
@@ -315,16 +322,7 @@ func (d *Driver) ensureBridge(n *network) (netlink.Link, error) {
 
 // ensureAddr adds p to link unless it is already there.
 func ensureAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
-	addrs, err := nlutil.AddrList(h, link)
-	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
-	}
-	for _, a := range addrs {
-		ones, _ := a.Mask.Size()
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() && ones == p.Bits() {
-			return nil
-		}
-	}
+	// No listing first: a dump of every address costs O(networks) per call.
 	if err := h.AddrAdd(link, &netlink.Addr{IPNet: nlutil.PrefixToIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err)
 	}
@@ -349,23 +347,6 @@ func (d *Driver) enableForwarding() error {
 	})
 }
 
-// syncRules rewrites the nftables ruleset from d.nets; d.mu must be held.
-func (d *Driver) syncRules() error {
-	nets := make([]ruleNet, 0, len(d.nets))
-	for id, n := range d.nets {
-		rn := ruleNet{Bridge: n.BridgeName, Subnet: n.Subnet, Internal: n.Internal, ICC: n.ICC, Masquerade: n.Masquerade}
-		for p := range d.ports[id] {
-			rn.Ports = append(rn.Ports, p)
-		}
-		nets = append(nets, rn)
-	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(d.ns)))
-	if err != nil {
-		return fmt.Errorf("open nftables: %w", err)
-	}
-	return writeRuleset(c, d.table, nets)
-}
-
 // DeleteNetwork implements dataplane.Driver.
 func (d *Driver) DeleteNetwork(ctx context.Context, cfg *dataplane.NetworkConfig) error {
 	if err := ctx.Err(); err != nil {
@@ -377,15 +358,27 @@ func (d *Driver) DeleteNetwork(ctx context.Context, cfg *dataplane.NetworkConfig
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.accelerated(n) {
+	// Only a network this driver brought up has fast-path state: the undo
+	// of a create that failed must not touch another network's entries.
+	if _, up := d.nets[n.ID]; up && d.accelerated(n) {
 		if err := d.accel.NetworkDown(fastNetwork(n)); err != nil {
 			return fmt.Errorf("remove acceleration of network %s: %w", n.Name, err)
 		}
 	}
+	live, up := d.nets[n.ID]
+	ports, hasPorts := d.ports[n.ID]
 	delete(d.nets, n.ID)
 	delete(d.ports, n.ID)
-	if err := d.syncRules(); err != nil {
-		return err
+	// Rules are keyed by bridge and subnet: only those of a network this
+	// driver brought up are removed, never another's after a failed create.
+	if up {
+		if err := d.rulesDown(n, ports); err != nil {
+			d.nets[n.ID] = live // still up, so that a retry removes the rules
+			if hasPorts {
+				d.ports[n.ID] = ports
+			}
+			return err
+		}
 	}
 	if n.BridgeName == "" {
 		return nil
@@ -510,7 +503,7 @@ func (d *Driver) addPort(n *network, port string) error {
 	}
 	ps[port] = struct{}{}
 	if _, live := d.nets[n.ID]; live && !n.ICC {
-		return d.syncRules()
+		return d.portRule(n, port, true)
 	}
 	return nil
 }
@@ -522,7 +515,7 @@ func (d *Driver) removePort(n *network, port string) error {
 	}
 	delete(ps, port)
 	if _, live := d.nets[n.ID]; live && !n.ICC {
-		return d.syncRules()
+		return d.portRule(n, port, false)
 	}
 	return nil
 }
@@ -629,8 +622,15 @@ func (d *Driver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, ep *da
 	return l, nil
 }
 
-// configureContainerSide sets MAC, MTU, address, up and the default route.
+// configureContainerSide sets IPv6 off (IPv4-only networks), MAC, MTU,
+// address, up and the default route.
 func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *network, ep *dataplane.EndpointConfig) error {
+	// Before up, so the interface never sends DAD or MLD nor takes a link-local address.
+	if !n.Subnet.Addr().Is6() && !ep.Addr.Addr().Is6() {
+		if err := disableIPv6(ep.SandboxPath, l.Attrs().Name); err != nil {
+			return err
+		}
+	}
 	if len(ep.MAC) > 0 && !bytes.Equal(l.Attrs().HardwareAddr, ep.MAC) {
 		if err := sh.LinkSetDown(l); err != nil {
 			return fmt.Errorf("set down: %w", err)
@@ -663,6 +663,28 @@ func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *network, ep *
 		}
 	}
 	return nil
+}
+
+// disableIPv6 turns IPv6 off on ifname in the netns at nsPath, as Docker does
+// on IPv4-only networks; a kernel without IPv6 has nothing to turn off.
+func disableIPv6(nsPath, ifname string) error {
+	path := "/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"
+	return sandbox.DoPath(nsPath, func() error {
+		cur, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if bytes.Equal(bytes.TrimSpace(cur), []byte("1")) {
+			return nil
+		}
+		if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("disable IPv6 on %s: %w", ifname, err)
+		}
+		return nil
+	})
 }
 
 // Leave implements dataplane.Driver: deleting the host side removes both ends.
@@ -726,12 +748,13 @@ func (d *Driver) deleteVeth(n *network, ep *dataplane.EndpointConfig) error {
 	return d.removePort(n, ep.HostIfName)
 }
 
-// Reconcile implements dataplane.Driver: it deletes bridges and veths this driver
-// owns (by alias) that belong to none of nets and eps, and rewrites the
-// firewall for exactly nets. A veth's peer goes with it.
-func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig) error {
+// Reconcile implements dataplane.Driver: bridges and veths this driver owns
+// (by alias) that belong to none of nets and eps are orphans, deleted only
+// with prune (a veth's peer goes with it); the firewall is rewritten for
+// exactly nets.
+func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig, prune bool) ([]dataplane.Orphan, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -763,35 +786,64 @@ func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig,
 
 	links, err := nlutil.LinkList(d.nl)
 	if err != nil {
-		return fmt.Errorf("reconcile: list links: %w", err)
+		return nil, fmt.Errorf("reconcile: list links: %w", err)
 	}
-	for _, l := range links {
-		name, alias := l.Attrs().Name, l.Attrs().Alias
-		stale := false
-		switch l.(type) {
-		case *netlink.Bridge:
-			id, ours := strings.CutPrefix(alias, BridgeAliasPrefix)
-			stale = ours && !known[id]
-		case *netlink.Veth:
-			stale = strings.HasPrefix(alias, BridgeVethAliasPrefix) && !keepIf[name]
-		}
-		if !stale {
+	var orphans []dataplane.Orphan
+	keepFast := map[string]int{} // orphaned veths keep their fast-path state until pruned
+	kept := keptRules{bridges: map[string]bool{}, ports: map[string]bool{}}
+	for _, ol := range orphanLinks(links, known, keepIf) {
+		orphans = append(orphans, ol.Orphan)
+		if !prune {
+			if ol.Kind == "veth" {
+				keepFast[ol.Name] = ol.link.Attrs().Index
+				kept.ports[ol.Name] = true
+			} else {
+				kept.bridges[ol.Name] = true
+			}
 			continue
 		}
-		d.log.Info("reconcile: deleting stale link", "link", name, "type", l.Type(), "alias", alias)
-		if err := d.nl.LinkDel(l); err != nil && !nlutil.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete stale %s %s: %w", l.Type(), name, err))
+		d.log.Info("prune: deleting orphaned link", "link", ol.Name, "type", ol.link.Type(), "owner", ol.Owner)
+		if err := d.nl.LinkDel(ol.link); err != nil && !nlutil.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete orphaned %s %s: %w", ol.Kind, ol.Name, err))
 		}
 	}
 	d.nets = live
 	d.ports = ports
+	d.kept = kept
 	if err := d.syncRules(); err != nil {
 		errs = append(errs, err)
 	}
 	if d.accel != nil {
-		if err := d.accel.Prune(); err != nil {
+		if err := d.accel.Prune(keepFast); err != nil {
 			errs = append(errs, fmt.Errorf("reconcile eBPF state: %w", err))
 		}
 	}
-	return errors.Join(errs...)
+	return orphans, errors.Join(errs...)
+}
+
+// orphanLink is a bridge or veth this driver marked (alias) that belongs to
+// no known network or endpoint.
+type orphanLink struct {
+	dataplane.Orphan
+	link netlink.Link
+}
+
+// orphanLinks finds them among links: bridges by network ID, veths by
+// host-side name.
+func orphanLinks(links []netlink.Link, knownNet, knownIf map[string]bool) []orphanLink {
+	var out []orphanLink
+	for _, l := range links {
+		name, alias := l.Attrs().Name, l.Attrs().Alias
+		switch l.(type) {
+		case *netlink.Bridge:
+			if id, ours := strings.CutPrefix(alias, BridgeAliasPrefix); ours && !knownNet[id] {
+				out = append(out, orphanLink{dataplane.Orphan{Kind: "bridge", Name: name, Owner: "network " + id}, l})
+			}
+		case *netlink.Veth:
+			if id, ours := strings.CutPrefix(alias, BridgeVethAliasPrefix); ours && !knownIf[name] {
+				out = append(out, orphanLink{dataplane.Orphan{Kind: "veth", Name: name, Owner: "endpoint " + id}, l})
+			}
+		}
+	}
+	return out
 }

@@ -144,7 +144,8 @@ func TestBridgeEndToEnd(t *testing.T) {
 	l.join(n, ep1)
 	l.join(n, ep2)
 	l.do(func() error {
-		return d2.Reconcile(ctx, []*dataplane.NetworkConfig{n.NetworkConfig}, []*dataplane.EndpointConfig{ep1, ep2})
+		_, err := d2.Reconcile(ctx, []*dataplane.NetworkConfig{n.NetworkConfig}, []*dataplane.EndpointConfig{ep1, ep2}, false)
+		return err
 	})
 	if !l.linkExists(n.BridgeName) || !l.linkExists(ep1.HostIfName) || !l.linkExists(ep2.HostIfName) {
 		t.Error("reconcile with everything live removed something")
@@ -295,8 +296,32 @@ func TestBridgeReconcile(t *testing.T) {
 	foreignVeth := "xx" + stringid.RandomHex(8)
 	l.sh("ip", "link", "add", foreignVeth, "type", "veth", "peer", "name", "xy"+stringid.RandomHex(8))
 
+	// Without prune, what has no record is only reported: the record may be
+	// in another state dir.
+	var orphans []dataplane.Orphan
+	l.do(func() (err error) {
+		orphans, err = l.d.Reconcile(ctx, []*dataplane.NetworkConfig{keep.NetworkConfig}, []*dataplane.EndpointConfig{ep1}, false)
+		return err
+	})
+	var names []string
+	for _, o := range orphans {
+		names = append(names, o.Name)
+	}
+	slices.Sort(names)
+	wantOrphans := []string{stale.BridgeName, ep2.HostIfName, ep3.HostIfName, strayVeth}
+	slices.Sort(wantOrphans)
+	if !slices.Equal(names, wantOrphans) {
+		t.Errorf("orphans = %q, want %q", names, wantOrphans)
+	}
+	for _, o := range wantOrphans {
+		if !l.linkExists(o) {
+			t.Errorf("reconcile without prune deleted %s", o)
+		}
+	}
+
 	l.do(func() error {
-		return l.d.Reconcile(ctx, []*dataplane.NetworkConfig{keep.NetworkConfig}, []*dataplane.EndpointConfig{ep1})
+		_, err := l.d.Reconcile(ctx, []*dataplane.NetworkConfig{keep.NetworkConfig}, []*dataplane.EndpointConfig{ep1}, true)
+		return err
 	})
 
 	for _, gone := range []string{stale.BridgeName, ep2.HostIfName, ep3.HostIfName, strayVeth} {
@@ -339,7 +364,7 @@ func (a *recordingAccel) EndpointDown(n *fastpath.Network, ep *fastpath.Endpoint
 	return nil
 }
 
-func (a *recordingAccel) Prune() error {
+func (a *recordingAccel) Prune(map[string]int) error {
 	a.calls = append(a.calls, "Prune")
 	return nil
 }

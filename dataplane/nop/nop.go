@@ -84,6 +84,6 @@ func (d *Driver) DeleteEndpoint(ctx context.Context, _ *dataplane.NetworkConfig,
 }
 
 // Reconcile implements dataplane.Driver.
-func (d *Driver) Reconcile(ctx context.Context, _ []*dataplane.NetworkConfig, _ []*dataplane.EndpointConfig) error {
-	return ctx.Err()
+func (d *Driver) Reconcile(ctx context.Context, _ []*dataplane.NetworkConfig, _ []*dataplane.EndpointConfig, _ bool) ([]dataplane.Orphan, error) {
+	return nil, ctx.Err()
 }

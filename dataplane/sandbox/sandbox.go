@@ -96,7 +96,12 @@ func OnLockedThread(fn func() (clean bool, err error)) error {
 
 // Create creates a new network namespace bind-mounted at
 // /run/netns/<name> with lo up, and returns its path.
-func Create(name string) (string, error) {
+func Create(name string) (string, error) { return CreateMarked(name, "") }
+
+// CreateMarked is Create that also sets the alias of the namespace's lo to
+// mark, so the namespace can later be recognised as its owner's even when
+// no record of it is left.
+func CreateMarked(name, mark string) (string, error) {
 	path, err := createMountTarget(name)
 	if err != nil {
 		return "", err
@@ -124,14 +129,14 @@ func Create(name string) (string, error) {
 		os.Remove(path)
 		return "", err
 	}
-	if err := setLoUp(path); err != nil {
+	if err := setLoUp(path, mark); err != nil {
 		Delete(name)
 		return "", err
 	}
 	return path, nil
 }
 
-func setLoUp(path string) error {
+func setLoUp(path, mark string) error {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", path, err)
@@ -146,10 +151,43 @@ func setLoUp(path string) error {
 	if err != nil {
 		return fmt.Errorf("find lo in %s: %w", path, err)
 	}
+	if mark != "" {
+		if err := h.LinkSetAlias(lo, mark); err != nil {
+			return fmt.Errorf("mark lo in %s: %w", path, err)
+		}
+	}
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("set lo up in %s: %w", path, err)
 	}
 	return nil
+}
+
+// Marked reports whether the namespace at path is the calling thread's own
+// (a host sandbox) or its lo carries mark.
+func Marked(path, mark string) (bool, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return false, fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer ns.Close()
+	self, err := netns.Get()
+	if err != nil {
+		return false, fmt.Errorf("get current netns: %w", err)
+	}
+	defer self.Close()
+	if ns.Equal(self) {
+		return true, nil
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return false, fmt.Errorf("netlink handle in %s: %w", path, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return false, fmt.Errorf("find lo in %s: %w", path, err)
+	}
+	return mark != "" && lo.Attrs().Alias == mark, nil
 }
 
 // CreateHost bind-mounts the calling thread's network namespace (the
@@ -246,11 +284,15 @@ func Do(ns netns.NsHandle, fn func() error) error {
 }
 
 // Namespaces are the named network namespaces under /run/netns, as the
-// daemon's manager sees them.
-type Namespaces struct{}
+// daemon's manager sees them. Mark tags the namespaces it creates
+// (see CreateMarked); netd uses "netd:sandbox:<node>".
+type Namespaces struct{ Mark string }
 
 // Create makes a new empty netns and returns its path.
-func (Namespaces) Create(name string) (string, error) { return Create(name) }
+func (n Namespaces) Create(name string) (string, error) { return CreateMarked(name, n.Mark) }
+
+// Owned reports whether the netns of name carries n's mark.
+func (n Namespaces) Owned(name string) (bool, error) { return Marked(Path(name), n.Mark) }
 
 // CreateHost makes name a bind mount of the calling thread's netns.
 func (Namespaces) CreateHost(name string) (string, error) { return CreateHost(name) }
