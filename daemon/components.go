@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -66,7 +65,7 @@ type daemon struct {
 	log   *slog.Logger
 	pools []AddressPool
 
-	unlock func()
+	unlocks []func() // held locks, released in reverse
 
 	store    *Store
 	accel    *fastpath.EBPF // nil without the eBPF dataplane
@@ -79,11 +78,15 @@ type daemon struct {
 
 func (d *daemon) components() []component {
 	return []component{
-		{name: "state dir lock", start: d.lockStateDir, close: func() error { d.unlock(); return nil }},
+		// Locks first: nothing is touched before every one is held.
+		{name: "state dir lock", start: d.lockStateDir, close: d.release},
+		{name: "socket lock", start: d.lockSocket, close: d.release},
+		{name: "pin dir lock", start: d.lockPinDir, close: d.release},
 		{name: "store", start: d.openStore, close: func() error { return d.store.Close() }},
 		{name: "ebpf fast path", start: d.loadFastpath, close: d.closeFastpath},
 		{name: "drivers", start: d.startDrivers, close: d.closeDrivers},
 		{name: "manager", start: d.startManager},
+		{name: "mount namespace check", start: d.checkMountNamespace},
 		{name: "api", start: d.serveAPI, close: d.stopAPI},
 	}
 }
@@ -92,16 +95,39 @@ func (d *daemon) lockStateDir(context.Context) error {
 	if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	unlock, err := lockStateDir(d.cfg.StateDir)
+	return d.hold(lockStateDir(d.cfg.StateDir))
+}
+
+func (d *daemon) lockSocket(context.Context) error { return d.hold(lockSocket(d.cfg.Socket)) }
+
+func (d *daemon) lockPinDir(context.Context) error {
+	if err := bpffs.Ensure(d.cfg.PinDir()); err != nil {
+		return err
+	}
+	return d.hold(lockPinDir(d.cfg.PinDir()))
+}
+
+func (d *daemon) hold(unlock func(), err error) error {
 	if err != nil {
 		return err
 	}
-	d.unlock = unlock
+	d.unlocks = append(d.unlocks, unlock)
+	return nil
+}
+
+// release drops the most recently taken lock (components close in reverse).
+func (d *daemon) release() error {
+	if n := len(d.unlocks); n > 0 {
+		d.unlocks[n-1]()
+		d.unlocks = d.unlocks[:n-1]
+	}
 	return nil
 }
 
 func (d *daemon) openStore(context.Context) error {
-	s, err := OpenStore(filepath.Join(d.cfg.StateDir, "netd.db"))
+	// A damaged file stops the daemon here, before reconcile could take
+	// what the file lost for stale kernel objects.
+	s, err := OpenStoreWith(filepath.Join(d.cfg.StateDir, StateDBName), StoreOptions{Logger: d.log})
 	if err != nil {
 		return err
 	}
@@ -113,9 +139,6 @@ func (d *daemon) openStore(context.Context) error {
 // never stops across a restart. Without it, kernel networks still work;
 // ebpf ones are refused with the reason.
 func (d *daemon) loadFastpath(context.Context) error {
-	if err := bpffs.Ensure(d.cfg.PinDir()); err != nil {
-		return err
-	}
 	e, err := fastpath.NewEBPF(d.cfg.PinDir(), d.log)
 	switch {
 	case err != nil && d.cfg.Dataplane == dataplane.DataplaneEBPF:
@@ -172,7 +195,7 @@ func (d *daemon) startManager(ctx context.Context) error {
 	m, err := NewManager(ManagerConfig{
 		Store:            d.store,
 		Drivers:          d.drivers,
-		Sandboxes:        sandbox.Namespaces{},
+		Sandboxes:        sandbox.Namespaces{Mark: "netd:sandbox:" + d.cfg.NodeName},
 		NodeName:         d.cfg.NodeName,
 		DefaultDataplane: d.cfg.Dataplane,
 		Pools:            d.pools,
@@ -183,10 +206,12 @@ func (d *daemon) startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Reconcile(ctx); err != nil {
+	orphans, err := m.Reconcile(ctx, d.cfg.PruneOrphans)
+	if err != nil {
 		// One broken object must not keep the rest of the host down.
 		d.log.Error("reconcile finished with errors", "err", err)
 	}
+	logOrphans(d.log, orphans, d.cfg.PruneOrphans && len(m.Undecodable()) == 0)
 	if err := m.EnsureBuiltins(ctx); err != nil {
 		return fmt.Errorf("create built-in networks: %w", err)
 	}
@@ -199,11 +224,7 @@ func (d *daemon) serveAPI(context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.srv = &http.Server{
-		Handler:           NewHandler(d.m, d.log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
-	}
+	d.srv = newAPIServer(NewHandler(d.m, d.log), d.log)
 	d.serveErr = make(chan error, 1)
 	go func() { d.serveErr <- d.srv.Serve(ln) }()
 	return nil
@@ -213,6 +234,26 @@ func (d *daemon) stopAPI() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	return d.srv.Shutdown(ctx)
+}
+
+// logOrphans warns about kernel objects of this daemon's kind that have no
+// record: left alone unless pruned, so a typo in --state-dir or an emptied
+// database never tears down what runs.
+func logOrphans(log *slog.Logger, orphans []dataplane.Orphan, pruned bool) {
+	if len(orphans) == 0 {
+		return
+	}
+	names := make([]string, len(orphans))
+	for i, o := range orphans {
+		names[i] = o.String()
+	}
+	if pruned {
+		log.Warn("removed kernel objects that had no record (--prune-orphans)", "count", len(orphans), "objects", names)
+		return
+	}
+	log.Warn("kept kernel objects that have no record in this state dir: if they are this daemon's (a lost or emptied database), "+
+		"remove them with `netd system prune` or restart with --prune-orphans; if --state-dir is wrong, restart with the right one",
+		"count", len(orphans), "objects", names)
 }
 
 // hostRoutes lists the IPv4 destinations routed in the daemon's netns.

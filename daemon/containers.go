@@ -5,6 +5,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
@@ -162,6 +163,11 @@ func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.Endpo
 		inUse[o.Addr.Addr()] = true
 		macs[o.MAC] = true
 	}
+	// Endpoints of undecodable records may still be on the wire.
+	for _, o := range m.HeldEndpoints(n.ID) {
+		inUse[o.Addr.Addr()] = true
+		macs[o.MAC] = true
+	}
 	spec := PoolSpec{Subnet: n.Subnet, IPRange: n.IPRange, Gateway: n.Gateway, Aux: n.Aux}
 	var addr netip.Addr
 	if req.IsValid() {
@@ -185,19 +191,46 @@ func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.Endpo
 	}
 	ep.Addr = netip.PrefixFrom(addr, n.Subnet.Bits())
 
-	mac := generateMAC(addr)
 	if s.MacAddress != "" {
-		hw, err := parseMAC(s.MacAddress)
+		mac, err := parseMAC(s.MacAddress)
 		if err != nil {
 			return nil, err
 		}
-		mac = hw
+		if macs[mac.String()] {
+			return nil, errConflict("MAC address %s is already in use on network %s", mac, n.Name)
+		}
+		ep.MAC = mac.String()
+		return ep, nil
 	}
+	mac := generateMAC(addr)
 	if macs[mac.String()] {
-		return nil, errConflict("MAC address %s is already in use on network %s", mac, n.Name)
+		// A user's --mac-address took the MAC this address derives: the
+		// address stays usable with a random MAC instead.
+		var err error
+		if mac, err = randomMAC(macs); err != nil {
+			return nil, fmt.Errorf("pick a MAC address for %s on network %s: %w", addr, n.Name, err)
+		}
 	}
 	ep.MAC = mac.String()
 	return ep, nil
+}
+
+// randomMAC returns a random locally administered unicast MAC that is not
+// in inUse and is outside Docker's derived 02:42:... space, so it cannot
+// take the MAC of an address allocated later either.
+func randomMAC(inUse map[string]bool) (net.HardwareAddr, error) {
+	hw := make(net.HardwareAddr, 6)
+	// Each try collides with probability len(inUse)/2^46: a few tries suffice.
+	for range 16 {
+		if _, err := rand.Read(hw); err != nil {
+			return nil, err
+		}
+		hw[0] = hw[0]&^0x01 | 0x02
+		if (hw[0] != 0x02 || hw[1] != 0x42) && !inUse[hw.String()] {
+			return hw, nil
+		}
+	}
+	return nil, errors.New("no free random MAC address found")
 }
 
 // attached is one endpoint whose kernel side is (being) built.
@@ -265,6 +298,16 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 	name := strings.TrimPrefix(req.Name, "/")
 	if !validContainerName.MatchString(name) {
 		return api.ContainerCreateResponse{}, errInvalid("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
+	}
+	// The netns is a file /run/netns/<node>-<name>: a file name has 255 bytes at most.
+	if max := 255 - len(m.sandboxPrefix()); len(name) > max {
+		return api.ContainerCreateResponse{}, errInvalid("invalid container name: %d characters, at most %d on node %s", len(name), max, m.nodeName)
+	}
+	if b, held := m.heldName(bucketContainers, name); held {
+		return api.ContainerCreateResponse{}, errConflict("container name %q is held by the undecodable state record %s: restore the state database first", name, b)
+	}
+	if b, held := m.heldName(bucketContainers, name); held {
+		return api.ContainerCreateResponse{}, errConflict("container name %q is held by the undecodable state record %s: restore the state database first", name, b)
 	}
 	for _, c := range m.containers {
 		if c.Name == name {
@@ -336,12 +379,21 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 		m.forgetSandbox(c.Sandbox)
 		return api.ContainerCreateResponse{}, fmt.Errorf("create sandbox %s: %w", c.Sandbox, err)
 	}
+	intents := make([]*pendingRecord, len(eps))
+	for i, ep := range eps {
+		intents[i] = &pendingRecord{Endpoint: ep, Sandbox: c.Sandbox}
+	}
+	if err := m.putPending(intents...); err != nil {
+		m.undo("delete sandbox", m.deleteSandbox(c.Sandbox))
+		return api.ContainerCreateResponse{}, fmt.Errorf("record endpoints of %s: %w", name, err)
+	}
 	var done []attached
 	rollback := func() {
 		for _, a := range slices.Backward(done) {
 			m.undo("unplug", m.unplug(ctx, a))
 		}
 		m.undo("delete sandbox", m.deleteSandbox(c.Sandbox))
+		m.dropPending(intents...)
 	}
 	for i, ep := range eps {
 		a, err := m.plug(ctx, nets[i], ep, c)
@@ -355,8 +407,11 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 		if err := tx.PutContainer(c); err != nil {
 			return err
 		}
-		for _, ep := range eps {
+		for i, ep := range eps {
 			if err := tx.PutEndpoint(ep); err != nil {
+				return err
+			}
+			if err := tx.DeletePending(intents[i]); err != nil {
 				return err
 			}
 		}
@@ -374,15 +429,25 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 	return api.ContainerCreateResponse{ID: id}, nil
 }
 
+// findConnection finds the network and the container a connect or a
+// disconnect names; m.mu must be held.
+func (m *Manager) findConnection(netRef, ctrRef string) (*NetworkRecord, *ContainerRecord, error) {
+	n, err := m.findNetwork(netRef)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := m.findContainer(ctrRef)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, c, nil
+}
+
 // Connect attaches a container to one more network.
 func (m *Manager) Connect(ctx context.Context, netRef string, req api.NetworkConnectRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, err := m.findNetwork(netRef)
-	if err != nil {
-		return err
-	}
-	c, err := m.findContainer(req.Container)
+	n, c, err := m.findConnection(netRef, req.Container)
 	if err != nil {
 		return err
 	}
@@ -416,12 +481,24 @@ func (m *Manager) Connect(ctx context.Context, netRef string, req api.NetworkCon
 		return err
 	}
 	ep.DefaultGW = !hasGW && wantsDefaultRoute(n)
+	intent := &pendingRecord{Endpoint: ep, Sandbox: c.Sandbox}
+	if err := m.putPending(intent); err != nil {
+		return fmt.Errorf("record endpoint: %w", err)
+	}
 	a, err := m.plug(ctx, n, ep, c)
 	if err != nil {
+		m.dropPending(intent)
 		return err
 	}
-	if err := m.store.Update(func(tx *StoreTx) error { return tx.PutEndpoint(ep) }); err != nil {
+	err = m.store.Update(func(tx *StoreTx) error {
+		if err := tx.PutEndpoint(ep); err != nil {
+			return err
+		}
+		return tx.DeletePending(intent)
+	})
+	if err != nil {
 		m.undo("unplug", m.unplug(ctx, a))
+		m.dropPending(intent)
 		return fmt.Errorf("store endpoint: %w", err)
 	}
 	m.endpoints[ep.ID] = ep
@@ -434,11 +511,7 @@ func (m *Manager) Connect(ctx context.Context, netRef string, req api.NetworkCon
 func (m *Manager) Disconnect(ctx context.Context, netRef string, req api.NetworkDisconnectRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, err := m.findNetwork(netRef)
-	if err != nil {
-		return err
-	}
-	c, err := m.findContainer(req.Container)
+	n, c, err := m.findConnection(netRef, req.Container)
 	if err != nil {
 		return err
 	}

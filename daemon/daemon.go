@@ -13,10 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/netd-dev/netd/dataplane"
 )
@@ -26,6 +23,10 @@ type Config struct {
 	Socket, StateDir, BPFFS, NodeName, Dataplane string
 	AddressPools                                 []string // raw Docker syntax; empty = DefaultAddressPools()
 	Logger                                       *slog.Logger
+
+	// PruneOrphans deletes at start the kernel objects this daemon's kind
+	// owns that have no record (otherwise they are only listed).
+	PruneOrphans bool
 
 	// Status answers GET /v1/dataplane. Unset, the eBPF fast path answers
 	// when it is loaded; otherwise the API answers 501.
@@ -48,8 +49,9 @@ func (c Config) validate() error {
 		return errors.New("invalid config: --bpffs is empty")
 	case c.NodeName == "":
 		return errors.New("invalid config: --node-name is empty")
-	case strings.ContainsAny(c.NodeName, "/ \t\n"):
-		return fmt.Errorf("invalid config: node name %q contains '/' or spaces", c.NodeName)
+	}
+	if err := checkNodeName(c.NodeName); err != nil {
+		return err
 	}
 	if _, err := dataplane.ParseDataplane(c.Dataplane); err != nil {
 		return fmt.Errorf("invalid config: --dataplane: %w", err)
@@ -92,24 +94,6 @@ func Run(ctx context.Context, cfg Config) error {
 	case err := <-d.serveErr:
 		return fmt.Errorf("serve API: %w", err)
 	}
-}
-
-// lockStateDir takes an exclusive flock on <dir>/netd.lock; the returned
-// func releases it.
-func lockStateDir(dir string) (func(), error) {
-	path := filepath.Join(dir, "netd.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another netd daemon is using state dir %s (lock held): stop it or pass a different --state-dir", dir)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
 }
 
 // listenSocket listens on a unix socket, removing a stale socket file only

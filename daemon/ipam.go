@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -78,7 +79,32 @@ func ParseAddressPool(s string) (AddressPool, error) {
 	if size <= 0 || size < pfx.Bits() || size > 32 {
 		return AddressPool{}, errInvalid("invalid pools size: %d", size)
 	}
+	if err := checkReserved(pfx); err != nil {
+		return AddressPool{}, errInvalid("invalid base pool %q: %v", base, err)
+	}
 	return AddressPool{Base: pfx, Size: size}, nil
+}
+
+// reservedIPv4 are the blocks no interface of a network can use: a subnet
+// overlapping one makes every container create fail later in the kernel.
+var reservedIPv4 = []struct {
+	block netip.Prefix
+	what  string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network" addresses`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback addresses"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast addresses"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "the limited broadcast address"},
+}
+
+// checkReserved says which reserved block p overlaps, if any.
+func checkReserved(p netip.Prefix) error {
+	for _, r := range reservedIPv4 {
+		if p.Overlaps(r.block) {
+			return fmt.Errorf("it overlaps %s (%s), which cannot be used for a network", r.block, r.what)
+		}
+	}
+	return nil
 }
 
 // DefaultAddressPools are Docker's local-scope defaults: 172.17.0.0/16 to
@@ -119,6 +145,9 @@ func ParsePoolSpec(c api.IPAMConfig) (PoolSpec, error) {
 		return PoolSpec{}, errInvalid("invalid subnet %s: IPv6 is not supported by netd yet", c.Subnet)
 	}
 	spec.Subnet = subnet.Masked()
+	if err := checkReserved(spec.Subnet); err != nil {
+		return PoolSpec{}, errInvalid("invalid subnet %s: %v", c.Subnet, err)
+	}
 
 	if c.IPRange != "" {
 		r, err := netip.ParsePrefix(c.IPRange)
@@ -139,16 +168,9 @@ func ParsePoolSpec(c api.IPAMConfig) (PoolSpec, error) {
 	}
 
 	if c.Gateway != "" {
-		gw, err := netip.ParseAddr(c.Gateway)
+		gw, err := addrInSubnet(spec.Subnet, c.Gateway, "gateway "+c.Gateway, "gateway")
 		if err != nil {
-			return PoolSpec{}, errInvalid("invalid gateway %s: invalid address", c.Gateway)
-		}
-		if !gw.Unmap().Is4() {
-			return PoolSpec{}, errInvalid("invalid gateway %s: parent subnet is an IPv4 block", c.Gateway)
-		}
-		gw = gw.Unmap()
-		if !spec.Subnet.Contains(gw) {
-			return PoolSpec{}, errInvalid("no matching subnet for gateway %s", gw)
+			return PoolSpec{}, err
 		}
 		if isNetworkOrBroadcast(spec.Subnet, gw) {
 			return PoolSpec{}, errInvalid("failed to allocate gateway (%s): Address already in use", gw)
@@ -158,26 +180,14 @@ func ParsePoolSpec(c api.IPAMConfig) (PoolSpec, error) {
 		spec.Gateway = DefaultGateway(spec.Subnet)
 	}
 
-	names := make([]string, 0, len(c.AuxiliaryAddresses))
-	for name := range c.AuxiliaryAddresses {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(c.AuxiliaryAddresses)) {
 		v := c.AuxiliaryAddresses[name]
 		if v == "" {
 			continue // Docker skips empty values
 		}
-		a, err := netip.ParseAddr(v)
+		a, err := addrInSubnet(spec.Subnet, v, "auxiliary address "+name, "aux-address")
 		if err != nil {
-			return PoolSpec{}, errInvalid("invalid auxiliary address %s: invalid address", name)
-		}
-		if !a.Unmap().Is4() {
-			return PoolSpec{}, errInvalid("invalid auxiliary address %s: parent subnet is an IPv4 block", name)
-		}
-		a = a.Unmap()
-		if !spec.Subnet.Contains(a) {
-			return PoolSpec{}, errInvalid("no matching subnet for aux-address %s", a)
+			return PoolSpec{}, err
 		}
 		taken := isNetworkOrBroadcast(spec.Subnet, a) || a == spec.Gateway
 		for _, other := range spec.Aux {
@@ -192,6 +202,23 @@ func ParsePoolSpec(c api.IPAMConfig) (PoolSpec, error) {
 		spec.Aux[name] = a
 	}
 	return spec, nil
+}
+
+// addrInSubnet parses s, an IPv4 address that must lie in subnet; desc
+// ("gateway 10.0.0.1", "auxiliary address host1") and kind ("gateway",
+// "aux-address") name it in the errors, in Docker's words.
+func addrInSubnet(subnet netip.Prefix, s, desc, kind string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, errInvalid("invalid %s: invalid address", desc)
+	}
+	if a = a.Unmap(); !a.Is4() {
+		return netip.Addr{}, errInvalid("invalid %s: parent subnet is an IPv4 block", desc)
+	}
+	if !subnet.Contains(a) {
+		return netip.Addr{}, errInvalid("no matching subnet for %s %s", kind, a)
+	}
+	return a, nil
 }
 
 // SubnetsOverlap reports whether a and b share at least one address.

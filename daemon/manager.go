@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,9 @@ type Sandboxes interface {
 	Path(name string) string
 	// List returns the names of existing namespaces starting with prefix.
 	List(prefix string) ([]string, error)
+	// Owned reports whether the netns of name carries this daemon's mark
+	// (set by Create), so that it may be pruned without a record.
+	Owned(name string) (bool, error)
 }
 
 // StatusProvider reports the eBPF dataplane's state for GET /v1/dataplane.
@@ -161,7 +165,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	for _, ep := range st.Endpoints {
 		if m.networks[ep.NetworkID] == nil || m.containers[ep.ContainerID] == nil {
-			m.log.Warn("ignoring endpoint of a missing network or container", "endpoint", ep.ID)
+			if !ownedByUndecodable(st, ep) { // holdUndecodable reports those
+				m.log.Warn("ignoring endpoint of a missing network or container", "endpoint", ep.ID)
+			}
 			continue
 		}
 		m.endpoints[ep.ID] = ep
@@ -169,6 +175,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	for _, s := range st.Sandboxes {
 		m.sandboxNames[s] = true
 	}
+	m.holdUndecodable(st)
 	return m, nil
 }
 
@@ -346,12 +353,14 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 	if strings.TrimSpace(req.Name) == "" {
 		return api.NetworkCreateResponse{}, errInvalid("network name must not be empty")
 	}
-	if req.Name == "." || req.Name == ".." {
-		// HTTP path cleaning would make such a network unreachable by name.
-		return api.NetworkCreateResponse{}, errInvalid("invalid network name %q", req.Name)
+	if err := checkNetworkName(req.Name); err != nil {
+		return api.NetworkCreateResponse{}, err
 	}
 	if m.networkByName(req.Name) != nil {
 		return api.NetworkCreateResponse{}, errConflict("network with name %s already exists", req.Name)
+	}
+	if b, held := m.heldName(bucketNetworks, req.Name); held {
+		return api.NetworkCreateResponse{}, errConflict("network name %s is held by the undecodable state record %s: restore the state database first", req.Name, b)
 	}
 	driverName := cmp.Or(req.Driver, m.defaultDriver)
 	d, err := m.driver(driverName)
@@ -456,12 +465,24 @@ func (m *Manager) createNetwork(ctx context.Context, rec *NetworkRecord) error {
 		return err
 	}
 	cfg := networkConfig(rec)
+	intent := &pendingRecord{Network: rec}
+	if err := m.putPending(intent); err != nil {
+		return fmt.Errorf("record network %s: %w", rec.Name, err)
+	}
 	if err := d.CreateNetwork(ctx, cfg); err != nil {
 		m.undo("delete network", d.DeleteNetwork(ctx, cfg))
+		m.dropPending(intent)
 		return fmt.Errorf("create network %s: %w", rec.Name, err)
 	}
-	if err := m.store.Update(func(tx *StoreTx) error { return tx.PutNetwork(rec) }); err != nil {
+	err = m.store.Update(func(tx *StoreTx) error {
+		if err := tx.PutNetwork(rec); err != nil {
+			return err
+		}
+		return tx.DeletePending(intent)
+	})
+	if err != nil {
 		m.undo("delete network", d.DeleteNetwork(ctx, cfg))
+		m.dropPending(intent)
 		return fmt.Errorf("store network %s: %w", rec.Name, err)
 	}
 	m.networks[rec.ID] = rec
@@ -675,15 +696,42 @@ func (m *Manager) EnsureBuiltins(ctx context.Context) error {
 	return nil
 }
 
-// Reconcile brings the kernel in line with the store at start-up: every
-// network and endpoint is (re)created, then drivers and the netns
-// directory are swept of objects this daemon owns that are stale. It goes
-// on past per-object failures so one broken object cannot keep the others
-// down; the joined error lists them.
-func (m *Manager) Reconcile(ctx context.Context) error {
+// Reconcile brings the kernel in line with the store, at start-up and for
+// `netd system prune`: every network and endpoint is (re)created, then
+// drivers and the netns directory report the objects this daemon owns that
+// have no record (orphans). Only with prune are orphans deleted, and then
+// what failed to come up because an orphan held its name is brought up in
+// a second pass. It goes on past per-object failures so one broken object
+// cannot keep the others down; the joined error lists them.
+func (m *Manager) Reconcile(ctx context.Context, prune bool) ([]dataplane.Orphan, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var refused error
+	if bad := m.Undecodable(); prune && len(bad) > 0 {
+		// The orphans include those records' objects: pruning would delete them.
+		refused = errConflict("cannot prune orphans while %d state record(s) do not decode (first %s): restore the state database (%s) first",
+			len(bad), bad[0], RestoreCommand(filepath.Dir(m.store.path)))
+		prune = false
+	}
+	orphans, failed, err := m.reconcile(ctx, prune)
+	if prune && failed > 0 && len(orphans) > 0 {
+		m.log.Info("reconcile: second pass after pruning orphans", "failed", failed)
+		_, _, err = m.reconcile(ctx, false)
+	}
+	return orphans, errors.Join(refused, err)
+}
+
+// reconcile is one pass of Reconcile; failed counts the networks and
+// endpoints that could not be brought up.
+func (m *Manager) reconcile(ctx context.Context, prune bool) (orphans []dataplane.Orphan, failed int, _ error) {
 	var errs []error
+	if err := m.resolvePending(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	fail := func(err error) {
+		errs = append(errs, err)
+		failed++
+	}
 
 	byDriver := map[string][]*dataplane.NetworkConfig{}
 	epsByDriver := map[string][]*dataplane.EndpointConfig{}
@@ -697,7 +745,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		cfg := networkConfig(n)
 		byDriver[n.Driver] = append(byDriver[n.Driver], cfg)
 		if err := d.CreateNetwork(ctx, cfg); err != nil {
-			errs = append(errs, fmt.Errorf("recreate network %s: %w", n.Name, err))
+			fail(fmt.Errorf("recreate network %s: %w", n.Name, err))
 			continue
 		}
 		okNets[n.ID] = cfg
@@ -716,7 +764,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		wanted[c.Sandbox] = true
 		if listErr == nil && !live[c.Sandbox] {
 			if _, cerr := m.createSandbox(c); cerr != nil {
-				errs = append(errs, fmt.Errorf("recreate sandbox of %s: %w", c.Name, cerr))
+				fail(fmt.Errorf("recreate sandbox of %s: %w", c.Name, cerr))
 				continue
 			}
 		}
@@ -730,33 +778,52 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			}
 			d := m.drivers[n.Driver]
 			if err := d.CreateEndpoint(ctx, netCfg, epCfg); err != nil {
-				errs = append(errs, fmt.Errorf("recreate endpoint %s of %s on %s: %w", stringid.ShortID(ep.ID), c.Name, n.Name, err))
+				fail(fmt.Errorf("recreate endpoint %s of %s on %s: %w", stringid.ShortID(ep.ID), c.Name, n.Name, err))
 				continue
 			}
 			if err := d.Join(ctx, netCfg, epCfg); err != nil {
-				errs = append(errs, fmt.Errorf("rejoin %s to %s: %w", c.Name, n.Name, err))
+				fail(fmt.Errorf("rejoin %s to %s: %w", c.Name, n.Name, err))
 			}
 		}
 	}
 
 	for _, typ := range slices.Sorted(maps.Keys(m.drivers)) {
-		if err := m.drivers[typ].Reconcile(ctx, byDriver[typ], epsByDriver[typ]); err != nil {
+		o, err := m.drivers[typ].Reconcile(ctx, byDriver[typ], epsByDriver[typ], prune)
+		orphans = append(orphans, o...)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("reconcile %s driver: %w", typ, err))
 		}
 	}
 
-	// Only namespaces this daemon recorded are swept: another node's
-	// names may share our prefix (node "a" and node "a-b").
+	// A namespace with our prefix that no container wants: removed when we
+	// recorded it; otherwise an orphan, removed by prune only when it
+	// carries this node's mark (node "a" and node "a-b" share a prefix).
 	for _, s := range existing {
-		if wanted[s] || !m.sandboxNames[s] {
+		if wanted[s] {
 			continue
 		}
-		m.log.Info("removing stale sandbox", "netns", s)
-		if err := m.sandboxes.Delete(s); err != nil {
-			errs = append(errs, fmt.Errorf("remove stale sandbox %s: %w", s, err))
+		if m.sandboxNames[s] {
+			m.log.Info("removing stale sandbox", "netns", s)
+			if err := m.sandboxes.Delete(s); err != nil {
+				errs = append(errs, fmt.Errorf("remove stale sandbox %s: %w", s, err))
+				continue
+			}
+			m.forgetSandbox(s)
 			continue
 		}
-		m.forgetSandbox(s)
+		owned, err := m.sandboxes.Owned(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inspect sandbox %s: %w", s, err))
+			continue
+		}
+		o := dataplane.Orphan{Kind: "netns", Name: s, Owner: "node " + m.nodeName, Unproven: !owned}
+		orphans = append(orphans, o)
+		if prune && owned {
+			m.log.Info("prune: removing orphaned sandbox", "netns", s)
+			if err := m.sandboxes.Delete(s); err != nil {
+				errs = append(errs, fmt.Errorf("remove orphaned sandbox %s: %w", s, err))
+			}
+		}
 	}
 	// Without a listing, live is empty: forgetting now would leak netns.
 	if listErr == nil {
@@ -766,8 +833,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-
-	return errors.Join(errs...)
+	return orphans, failed, errors.Join(errs...)
 }
 
 func (m *Manager) forgetSandbox(name string) {

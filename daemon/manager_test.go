@@ -149,14 +149,15 @@ func (d *fakeDriver) DeleteEndpoint(_ context.Context, n *dataplane.NetworkConfi
 	return nil
 }
 
-func (d *fakeDriver) Reconcile(_ context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig) error {
+func (d *fakeDriver) Reconcile(_ context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig, prune bool) ([]dataplane.Orphan, error) {
 	d.recNet, d.recEP = nets, eps
-	return d.record("Reconcile", fmt.Sprintf("%d %d", len(nets), len(eps)))
+	return nil, d.record("Reconcile", fmt.Sprintf("%d %d", len(nets), len(eps)))
 }
 
 // fakeSandboxes is /run/netns as a set of names.
 type fakeSandboxes struct {
 	ns         map[string]string // name -> "netns" | "host"
+	marked     map[string]bool   // carries this daemon's mark (Owned)
 	fail       error             // of Create
 	deleteFail error
 	listFail   error
@@ -190,6 +191,8 @@ func (s *fakeSandboxes) Delete(name string) error {
 }
 
 func (s *fakeSandboxes) Path(name string) string { return "/run/netns/" + name }
+
+func (s *fakeSandboxes) Owned(name string) (bool, error) { return s.marked[name], nil }
 
 func (s *fakeSandboxes) List(prefix string) ([]string, error) {
 	if s.listFail != nil {
@@ -823,7 +826,7 @@ func TestReconcileAfterRestart(t *testing.T) {
 	e.store.Close()
 	e.open(t)
 
-	if err := e.m.Reconcile(ctx); err != nil {
+	if _, err := e.m.Reconcile(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if e.sb.ns["node1-web"] != "netns" {
@@ -889,7 +892,7 @@ func TestForcedRemoveKeepsUndeletedSandboxRecorded(t *testing.T) {
 	e.sb.deleteFail = nil
 	e.store.Close()
 	e.open(t)
-	if err := e.m.Reconcile(ctx); err != nil {
+	if _, err := e.m.Reconcile(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.sb.ns["node1-web"]; ok {
@@ -912,14 +915,14 @@ func TestReconcileListFailureForgetsNothing(t *testing.T) {
 	e.store.Close()
 	e.open(t)
 	e.sb.listFail = errors.New("no /run/netns")
-	if err := e.m.Reconcile(ctx); err == nil || !strings.Contains(err.Error(), "list sandboxes") {
+	if _, err := e.m.Reconcile(ctx, false); err == nil || !strings.Contains(err.Error(), "list sandboxes") {
 		t.Fatalf("reconcile = %v, want the list error", err)
 	}
 	if st := e.stored(t); !slices.Equal(st.Sandboxes, []string{"node1-stale"}) {
 		t.Fatalf("recorded sandboxes after a failed list = %v", st.Sandboxes)
 	}
 	e.sb.listFail = nil
-	if err := e.m.Reconcile(ctx); err != nil {
+	if _, err := e.m.Reconcile(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := e.sb.ns["node1-stale"]; ok {
@@ -969,5 +972,40 @@ func TestForcedDisconnectWithoutDriver(t *testing.T) {
 	c, err := e.m.InspectContainer("web")
 	if err != nil || len(c.NetworkSettings.Networks) != 1 {
 		t.Fatalf("web after forced disconnect: %+v, %v", c.NetworkSettings.Networks, err)
+	}
+}
+
+// Namespaces with our prefix but no record are never removed on their own
+// (the record may be in another state dir); prune removes only those that
+// carry this daemon's mark.
+func TestReconcileKeepsOrphans(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	e.sb.ns["node1-lost"] = "netns"
+	e.sb.ns["node1-foreign"] = "netns"
+	e.sb.marked = map[string]bool{"node1-lost": true}
+	orphans, err := e.m.Reconcile(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.sb.ns["node1-lost"] == "" || e.sb.ns["node1-foreign"] == "" {
+		t.Fatalf("reconcile without prune removed an unrecorded netns: %v", e.sb.ns)
+	}
+	var got []string
+	for _, o := range orphans {
+		got = append(got, o.Kind+" "+o.Name)
+	}
+	slices.Sort(got)
+	if want := []string{"netns node1-foreign", "netns node1-lost"}; !slices.Equal(got, want) {
+		t.Fatalf("orphans = %q, want %q", got, want)
+	}
+	if _, err := e.m.Reconcile(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.sb.ns["node1-lost"]; ok {
+		t.Error("prune kept the marked orphan")
+	}
+	if e.sb.ns["node1-foreign"] == "" {
+		t.Error("prune removed a netns without this node's mark")
 	}
 }

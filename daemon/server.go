@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -10,16 +11,17 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/buildinfo"
 	"github.com/netd-dev/netd/api/errdefs"
 )
-
-// Version is netd's version, set at link time with -X.
-var Version = "dev"
 
 // maxBodyBytes bounds request bodies; every request we accept is tiny.
 const maxBodyBytes = 1 << 20
@@ -49,17 +51,92 @@ func NewHandler(m *Manager, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET "+v+"/containers", s.listContainers)
 	mux.HandleFunc("POST "+v+"/containers/create", s.createContainer)
 	mux.HandleFunc("GET "+v+"/containers/{id}", s.inspectContainer)
+	mux.HandleFunc("GET "+v+"/containers/{id}/netns", s.containerNetns)
 	mux.HandleFunc("DELETE "+v+"/containers/{id}", s.removeContainer)
 	mux.HandleFunc("GET "+v+"/dataplane", s.dataplane)
-	return s.logged(jsonMuxErrors(mux))
+	mux.HandleFunc("GET "+v+"/system/check", s.systemCheck)
+	mux.HandleFunc("POST "+v+"/system/prune", s.systemPrune)
+	return bodyDeadline(s.logged(jsonMuxErrors(mux)))
+}
+
+// Timeouts of the API server. Hijacked connections (netns passing) are
+// not subject to them once hijacked.
+var (
+	// headerReadTimeout bounds the wait for a request's headers.
+	headerReadTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections idle between requests.
+	idleTimeout = 30 * time.Second
+)
+
+// newAPIServer is the http.Server of the API. No ReadTimeout (it would
+// cancel slow handlers, see bodyDeadline) and no WriteTimeout (answers are
+// small, and it would cut off any long answer).
+func newAPIServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: headerReadTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// bodyReadTimeout bounds how long a request body may take to arrive once
+// its headers have: bodies are small JSON documents on a local socket.
+var bodyReadTimeout = 10 * time.Second
+
+// bodyDeadline gives a request with a body bodyReadTimeout to send all of
+// it, and lifts the deadline at its end: a read deadline still set while
+// the handler runs would cancel the request's context when it fires (the
+// server's ReadTimeout does that, which is why it is not used). A handler
+// that hijacks before reading its body to the end must clear the deadline.
+func bodyDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			// Not supported (test recorders): no deadline to lift either.
+			if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the connection's read deadline once the body is read.
+type deadlineBody struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	lifted bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // jsonMuxErrors turns the mux's plain-text 404 and 405 answers into JSON
-// error bodies, keeping the status and the Allow header.
+// error bodies, keeping the status and the Allow header. Paths the mux
+// would clean and redirect are refused: a client following the redirect
+// would act on another object than the one it named.
 func jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		if p != cleanPath(p) {
+			writeError(w, http.StatusBadRequest,
+				fmt.Sprintf(`invalid request path %q: it must not contain empty, "." or ".." segments`, p))
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
+			return
+		}
+		// /v1/networks/ and /v1/containers/: an object route with an empty name.
+		if kind, ok := emptyRefKinds[p]; ok {
+			writeError(w, http.StatusBadRequest, kind+" name or ID must not be empty")
 			return
 		}
 		cw := &codeWriter{header: http.Header{}}
@@ -73,6 +150,26 @@ func jsonMuxErrors(mux *http.ServeMux) http.Handler {
 		}
 		writeError(w, cmp.Or(cw.code, http.StatusNotFound), msg)
 	})
+}
+
+// emptyRefKinds maps the paths of object routes with an empty {id} to the
+// kind of object, for the error text.
+var emptyRefKinds = map[string]string{
+	"/" + api.Version + "/networks/":   "network",
+	"/" + api.Version + "/containers/": "container",
+}
+
+// cleanPath is the path ServeMux would redirect p to: no empty, "." or
+// ".." segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if strings.HasSuffix(p, "/") && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // codeWriter only keeps the status code and headers of a response.
@@ -117,6 +214,9 @@ func statusOf(err error) int {
 	if errors.As(err, new(errBodyTooLarge)) {
 		return http.StatusRequestEntityTooLarge
 	}
+	if errors.As(err, new(errBodyTimeout)) {
+		return http.StatusRequestTimeout
+	}
 	return errdefs.HTTPStatus(err)
 }
 
@@ -147,16 +247,33 @@ func (e errBodyTooLarge) Error() string {
 	return fmt.Sprintf("request body too large: the limit is %d bytes", e.limit)
 }
 
+// errBodyTimeout answers 408 to a body that did not arrive within
+// bodyReadTimeout.
+type errBodyTimeout struct{ limit time.Duration }
+
+func (e errBodyTimeout) Error() string {
+	return fmt.Sprintf("request body not received within %v of the request headers", e.limit)
+}
+
 // decode reads a JSON body into v; an empty body is a bad request. Unknown
 // fields are ignored, as Docker's API does, so newer clients keep working.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err := dec.Decode(v); err != nil {
+	// Read to the end, which lifts the body deadline (see bodyDeadline).
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
 			return errBodyTooLarge{limit: tooLarge.Limit}
-		case errors.Is(err, io.EOF):
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The rest of the body may still come: never parse it as a request.
+			w.Header().Set("Connection", "close")
+			return errBodyTimeout{limit: bodyReadTimeout}
+		}
+		return errInvalid("read request body: %v", err)
+	}
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
 			return errInvalid("request body must not be empty")
 		}
 		return errInvalid("invalid JSON body: %v", err)
@@ -168,9 +285,30 @@ func filtersOf(r *http.Request) (Filters, error) {
 	return ParseFilters(r.URL.Query().Get("filters"))
 }
 
+// ok reports whether err is nil; when it is not, it answers err.
+func (s *server) ok(w http.ResponseWriter, r *http.Request, err error) bool {
+	if err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
+// reply answers err if there is one, else code with v as the JSON body (no
+// body where v is nil).
+func (s *server) reply(w http.ResponseWriter, r *http.Request, code int, v any, err error) {
+	switch {
+	case !s.ok(w, r, err):
+	case v == nil:
+		w.WriteHeader(code)
+	default:
+		writeJSON(w, code, v)
+	}
+}
+
 func (s *server) version(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, api.VersionInfo{
-		Version:    Version,
+		Version:    buildinfo.Version,
 		APIVersion: api.Version,
 		NodeName:   s.m.NodeName(),
 		Dataplane:  s.m.DefaultDataplane(),
@@ -180,87 +318,49 @@ func (s *server) version(w http.ResponseWriter, _ *http.Request) {
 
 func (s *server) listNetworks(w http.ResponseWriter, r *http.Request) {
 	f, err := filtersOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if s.ok(w, r, err) {
+		nets, err := s.m.ListNetworks(f)
+		s.reply(w, r, http.StatusOK, nets, err)
 	}
-	nets, err := s.m.ListNetworks(f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, nets)
 }
 
 func (s *server) createNetwork(w http.ResponseWriter, r *http.Request) {
 	var req api.NetworkCreateRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+	if s.ok(w, r, decode(w, r, &req)) {
+		resp, err := s.m.CreateNetwork(r.Context(), req)
+		s.reply(w, r, http.StatusCreated, resp, err)
 	}
-	resp, err := s.m.CreateNetwork(r.Context(), req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, resp)
 }
 
 func (s *server) pruneNetworks(w http.ResponseWriter, r *http.Request) {
 	f, err := filtersOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+	if s.ok(w, r, err) {
+		rep, err := s.m.PruneNetworks(r.Context(), f)
+		s.reply(w, r, http.StatusOK, rep, err)
 	}
-	rep, err := s.m.PruneNetworks(r.Context(), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, rep)
 }
 
 func (s *server) inspectNetwork(w http.ResponseWriter, r *http.Request) {
 	n, err := s.m.InspectNetwork(r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, n)
+	s.reply(w, r, http.StatusOK, n, err)
 }
 
 func (s *server) removeNetwork(w http.ResponseWriter, r *http.Request) {
-	if err := s.m.RemoveNetwork(r.Context(), r.PathValue("id")); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.reply(w, r, http.StatusNoContent, nil, s.m.RemoveNetwork(r.Context(), r.PathValue("id")))
 }
 
 func (s *server) connect(w http.ResponseWriter, r *http.Request) {
 	var req api.NetworkConnectRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+	if s.ok(w, r, decode(w, r, &req)) {
+		s.reply(w, r, http.StatusOK, nil, s.m.Connect(r.Context(), r.PathValue("id"), req))
 	}
-	if err := s.m.Connect(r.Context(), r.PathValue("id"), req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
 }
 
 func (s *server) disconnect(w http.ResponseWriter, r *http.Request) {
 	var req api.NetworkDisconnectRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+	if s.ok(w, r, decode(w, r, &req)) {
+		s.reply(w, r, http.StatusOK, nil, s.m.Disconnect(r.Context(), r.PathValue("id"), req))
 	}
-	if err := s.m.Disconnect(r.Context(), r.PathValue("id"), req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
 }
 
 func (s *server) listContainers(w http.ResponseWriter, _ *http.Request) {
@@ -269,25 +369,15 @@ func (s *server) listContainers(w http.ResponseWriter, _ *http.Request) {
 
 func (s *server) createContainer(w http.ResponseWriter, r *http.Request) {
 	var req api.ContainerCreateRequest
-	if err := decode(w, r, &req); err != nil {
-		s.fail(w, r, err)
-		return
+	if s.ok(w, r, decode(w, r, &req)) {
+		resp, err := s.m.CreateContainer(r.Context(), req)
+		s.reply(w, r, http.StatusCreated, resp, err)
 	}
-	resp, err := s.m.CreateContainer(r.Context(), req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, resp)
 }
 
 func (s *server) inspectContainer(w http.ResponseWriter, r *http.Request) {
 	c, err := s.m.InspectContainer(r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
+	s.reply(w, r, http.StatusOK, c, err)
 }
 
 func (s *server) removeContainer(w http.ResponseWriter, r *http.Request) {
@@ -299,11 +389,7 @@ func (s *server) removeContainer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.m.RemoveContainer(r.Context(), r.PathValue("id"), force); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.reply(w, r, http.StatusNoContent, nil, s.m.RemoveContainer(r.Context(), r.PathValue("id"), force))
 }
 
 func (s *server) dataplane(w http.ResponseWriter, r *http.Request) {
@@ -317,4 +403,22 @@ func (s *server) dataplane(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *server) systemCheck(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.m.Check(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("check system: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *server) systemPrune(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.m.PruneOrphans(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("prune orphans: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }

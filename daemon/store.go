@@ -2,10 +2,15 @@ package daemon
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
+	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -79,53 +84,210 @@ type State struct {
 	// settings as fields of their own (no DriverState): for the driver's
 	// LegacyStateDecoder.
 	Legacy map[string][]byte
+	// Bad lists the records that do not decode: left out of the others,
+	// kept untouched in the file.
+	Bad []BadRecord
+}
+
+// BadRecord is a stored record that does not decode. What could be read
+// of it identifies the kernel objects that may be its own.
+type BadRecord struct {
+	Bucket, Key string
+	Err         error
+	// Salvaged from the raw bytes when they are at least JSON; "" if not.
+	Name, Sandbox, NetworkID, ContainerID, Addr, MAC string
+}
+
+func (b BadRecord) String() string {
+	s := b.Bucket + "/" + b.Key
+	if b.Name != "" {
+		s += fmt.Sprintf(" (name %q)", b.Name)
+	}
+	return s
 }
 
 // Store is the bbolt state database; every mutation is one transaction.
 type Store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	path  string
+	log   *slog.Logger
+	check time.Duration
+	// bad holds bucket/key of the records that did not decode at open:
+	// writes to them are refused so that none is lost silently.
+	bad     map[string]bool
+	badList []BadRecord
+	held    []*EndpointRecord // see heldEndpoints
+	// clean: checked and fully decoded at open, so Close may refresh the
+	// last good copy.
+	clean bool
+
+	mu       sync.Mutex
+	txid     uint64 // last id written to the txid file
+	txidFile *os.File
+	closed   bool
+}
+
+// StoreOptions tune OpenStoreWith; the zero value is what OpenStore uses.
+type StoreOptions struct {
+	Logger       *slog.Logger
+	CheckTimeout time.Duration // 0: DefaultCheckTimeout
 }
 
 // OpenStore opens (creating if needed) the database file at path.
-func OpenStore(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open state database %s: %w", path, err)
+func OpenStore(path string) (*Store, error) { return OpenStoreWith(path, StoreOptions{}) }
+
+// OpenStoreWith opens the database at path after checking it: a damaged
+// file, or one older than the last transaction netd recorded, is refused
+// with a *DamagedError naming the recovery command, never a panic. A
+// healthy file is copied to <path>.last-good.
+func OpenStoreWith(path string, opts StoreOptions) (*Store, error) {
+	s := &Store{path: path, log: opts.Logger, check: cmp.Or(opts.CheckTimeout, DefaultCheckTimeout), bad: map[string]bool{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketNetworks, bucketEndpoints, bucketContainers, bucketSandboxes} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	if err := s.verify(); err != nil {
+		return nil, err
+	}
+	var created uint64
+	err := guarded(path, s.check, func() error {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+		if err != nil {
+			return fmt.Errorf("open state database %s: %w", path, err)
 		}
+		err = db.Update(func(tx *bolt.Tx) error {
+			created = uint64(tx.ID())
+			for _, b := range [][]byte{bucketNetworks, bucketEndpoints, bucketContainers, bucketSandboxes} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return fmt.Errorf("create bucket %s in %s: %w", b, path, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			db.Close()
+			return err
+		}
+		s.db = db
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
+		return nil, err
 	}
-	return &Store{db: db}, nil
+	s.recordTxID(created, true)
+	st, err := s.Load()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.badList = st.Bad
+	s.held = heldEndpoints(st)
+	for _, b := range st.Bad {
+		s.bad[b.Bucket+"/"+b.Key] = true
+	}
+	if len(st.Bad) > 0 {
+		s.log.Warn("state database has records that do not decode: the last good copy is not refreshed",
+			"db", path, "last_good", path+lastGoodSuffix, "records", len(st.Bad))
+		return s, nil
+	}
+	s.clean = true
+	if err := s.saveLastGood(false); err != nil {
+		s.log.Warn("cannot save the last good copy of the state database", "err", err)
+	}
+	return s, nil
 }
 
-// Close closes the database file.
+// verify checks the file before bbolt opens it for writing, and compares
+// its transaction id with the one recorded beside it.
+func (s *Store) verify() error {
+	recorded, err := readTxID(s.path + txidSuffix)
+	if err != nil {
+		s.log.Warn("ignoring unreadable transaction record", "file", s.path+txidSuffix, "err", err)
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stat state database %s: %w", s.path, err)
+	}
+	if err != nil || fi.Size() == 0 {
+		if recorded > 0 {
+			return &DamagedError{Path: s.path, RolledBack: true, Reason: fmt.Sprintf(
+				"the file is missing or empty, but netd had committed transaction %d to it (recorded in %s)", recorded, s.path+txidSuffix)}
+		}
+		return nil
+	}
+	h, err := readHeader(s.path)
+	if err != nil {
+		return err
+	}
+	txid, err := checkFile(s.path, s.check, !h.oneValid)
+	if err != nil {
+		return err
+	}
+	if txid < recorded {
+		return &DamagedError{Path: s.path, RolledBack: true, Reason: fmt.Sprintf(
+			"it holds transaction %d, but netd had committed transaction %d (recorded in %s): "+
+				"a damaged header page makes bbolt fall back to an older one without a word, and "+
+				"starting on it could delete what the lost transactions created as stale", txid, recorded, s.path+txidSuffix)}
+	}
+	if h.oneValid {
+		if err := checkRepairedCopy(s.path, s.check); err != nil {
+			return err
+		}
+		// A crash during a commit leaves this too; nothing committed is
+		// lost when the record agrees, and the next commit rewrites it.
+		s.log.Warn("one of the two header pages of the state database is invalid; using the other",
+			"db", s.path, "txid", txid, "recorded_txid", recorded)
+	}
+	return nil
+}
+
+// Undecodable lists the records that did not decode at open.
+func (s *Store) Undecodable() []BadRecord { return slices.Clone(s.badList) }
+
+// Close records the last transaction id, refreshes the last good copy
+// when the database was healthy, and closes the file.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	if s.clean {
+		if err := s.saveLastGood(true); err != nil {
+			s.log.Warn("cannot refresh the last good copy of the state database at stop", "err", err)
+		}
+	}
+	var txid uint64
+	if err := s.db.View(func(tx *bolt.Tx) error { txid = uint64(tx.ID()); return nil }); err == nil {
+		s.recordTxID(txid, true)
+	}
+	if s.txidFile != nil {
+		s.txidFile.Close()
+	}
 	return s.db.Close()
 }
 
-// Load reads every record.
+// Load reads every record. A record that does not decode is listed in
+// State.Bad; only an unreadable bucket is an error.
 func (s *Store) Load() (*State, error) {
 	st := &State{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if err := loadBucket(tx, bucketNetworks, &st.Networks); err != nil {
+		for _, b := range [][]byte{bucketNetworks, bucketEndpoints, bucketContainers, bucketSandboxes} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("bucket %s is missing", b)
+			}
+		}
+		if err := loadBucket(tx, bucketNetworks, &st.Networks, &st.Bad); err != nil {
 			return err
 		}
 		if err := loadLegacy(tx, st); err != nil {
 			return err
 		}
-		if err := loadBucket(tx, bucketEndpoints, &st.Endpoints); err != nil {
+		if err := loadBucket(tx, bucketEndpoints, &st.Endpoints, &st.Bad); err != nil {
 			return err
 		}
-		if err := loadBucket(tx, bucketContainers, &st.Containers); err != nil {
+		if err := loadBucket(tx, bucketContainers, &st.Containers, &st.Bad); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketSandboxes).ForEach(func(k, _ []byte) error {
@@ -134,20 +296,76 @@ func (s *Store) Load() (*State, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load state: %w", err)
+		return nil, fmt.Errorf("load state from %s: %w", s.path, err)
 	}
 	return st, nil
 }
 
-func loadBucket[T any](tx *bolt.Tx, name []byte, out *[]*T) error {
+func loadBucket[T any](tx *bolt.Tx, name []byte, out *[]*T, bad *[]BadRecord) error {
 	return tx.Bucket(name).ForEach(func(k, v []byte) error {
 		rec := new(T)
 		if err := json.Unmarshal(v, rec); err != nil {
-			return fmt.Errorf("decode %s/%s: %w", name, k, err)
+			*bad = append(*bad, salvage(string(name), string(k), v, err))
+			return nil
 		}
 		*out = append(*out, rec)
 		return nil
 	})
+}
+
+// salvage reads what it can of an undecodable record: the string fields
+// that name it and its kernel objects.
+func salvage(bucket, key string, v []byte, err error) BadRecord {
+	b := BadRecord{Bucket: bucket, Key: key, Err: err}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(v, &fields) != nil {
+		return b
+	}
+	str := func(k string) string {
+		var s string
+		_ = json.Unmarshal(fields[k], &s)
+		return s
+	}
+	b.Name, b.Sandbox, b.NetworkID, b.ContainerID = str("name"), str("sandbox"), str("networkId"), str("containerId")
+	b.Addr, b.MAC = str("addr"), str("mac")
+	return b
+}
+
+// ownedByUndecodable says whether ep's network or container record is one
+// that did not decode.
+func ownedByUndecodable(st *State, ep *EndpointRecord) bool {
+	for _, b := range st.Bad {
+		if (b.Bucket == string(bucketNetworks) && b.Key == ep.NetworkID) ||
+			(b.Bucket == string(bucketContainers) && b.Key == ep.ContainerID) {
+			return true
+		}
+	}
+	return false
+}
+
+// heldEndpoints lists the endpoints whose interfaces and addresses may
+// still be in use by an undecodable record: those of its network or
+// container, and the undecodable endpoint records themselves, as far as
+// they could be read.
+func heldEndpoints(st *State) []*EndpointRecord {
+	var out []*EndpointRecord
+	for _, ep := range st.Endpoints {
+		if ownedByUndecodable(st, ep) {
+			out = append(out, ep)
+		}
+	}
+	for _, b := range st.Bad {
+		if b.Bucket != string(bucketEndpoints) {
+			continue
+		}
+		ep := &EndpointRecord{ID: b.Key, NetworkID: b.NetworkID, ContainerID: b.ContainerID, MAC: b.MAC}
+		ep.Addr, _ = netip.ParsePrefix(b.Addr)
+		if len(b.Key) >= 12 {
+			ep.HostIfName = "nd" + b.Key[:12] // planEndpoint's naming
+		}
+		out = append(out, ep)
+	}
+	return out
 }
 
 // loadLegacy finds network records without DriverState that carry fields
@@ -186,17 +404,36 @@ func loadLegacy(tx *bolt.Tx, st *State) error {
 // Update runs fn in one read-write transaction: all its changes are
 // committed together or not at all.
 func (s *Store) Update(fn func(tx *StoreTx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return fn(&StoreTx{tx: tx})
+	var txid uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		txid = uint64(tx.ID())
+		return fn(&StoreTx{tx: tx, bad: s.bad})
 	})
+	if err == nil {
+		// After the commit is on disk: the record is never ahead of the file.
+		s.recordTxID(txid, false)
+	}
+	return err
 }
 
 // StoreTx is a write transaction of the Store.
 type StoreTx struct {
-	tx *bolt.Tx
+	tx  *bolt.Tx
+	bad map[string]bool
+}
+
+// guard refuses to replace or delete a record that did not decode.
+func (t *StoreTx) guard(bucket []byte, key string) error {
+	if t.bad[string(bucket)+"/"+key] {
+		return errConflict("record %s/%s of the state database did not decode at start-up: netd keeps it untouched until it is repaired or restored", bucket, key)
+	}
+	return nil
 }
 
 func (t *StoreTx) put(bucket []byte, key string, v any) error {
+	if err := t.guard(bucket, key); err != nil {
+		return err
+	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
@@ -208,6 +445,9 @@ func (t *StoreTx) put(bucket []byte, key string, v any) error {
 }
 
 func (t *StoreTx) del(bucket []byte, key string) error {
+	if err := t.guard(bucket, key); err != nil {
+		return err
+	}
 	if err := t.tx.Bucket(bucket).Delete([]byte(key)); err != nil {
 		return fmt.Errorf("delete %s/%s: %w", bucket, key, err)
 	}
