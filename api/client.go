@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,8 +44,21 @@ type ConnectError struct {
 }
 
 func (e *ConnectError) Error() string {
+	if e.PermissionDenied() {
+		// Docker's text: the daemon runs, this user may not use its socket.
+		cause := error(e.Err)
+		var op *net.OpError
+		if errors.As(e.Err, &op) {
+			cause = op
+		}
+		return fmt.Sprintf("permission denied while trying to connect to the netd daemon socket at %s: %v", e.Host, cause)
+	}
 	return fmt.Sprintf("Cannot connect to the netd daemon at %s. Is the netd daemon running?", e.Host)
 }
+
+// PermissionDenied says the socket (or a dir on its path) refused this
+// user (EACCES, EPERM), rather than being absent or not listening.
+func (e *ConnectError) PermissionDenied() bool { return errors.Is(e.Err, fs.ErrPermission) }
 
 func (e *ConnectError) Unwrap() error { return e.Err }
 
@@ -131,14 +145,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("read response: %w", err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var er ErrorResponse
-		if json.Unmarshal(data, &er) != nil || er.Message == "" {
-			er.Message = strings.TrimSpace(string(data))
-			if er.Message == "" {
-				er.Message = http.StatusText(resp.StatusCode)
-			}
-		}
-		return &Error{StatusCode: resp.StatusCode, Message: er.Message}
+		return responseError(resp.StatusCode, data)
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -147,6 +154,19 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("decode response of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// responseError is the *Error of a non-2xx answer with body data: its
+// JSON message, else the body's text, else the status text.
+func responseError(code int, data []byte) error {
+	var er ErrorResponse
+	if json.Unmarshal(data, &er) != nil || er.Message == "" {
+		er.Message = strings.TrimSpace(string(data))
+		if er.Message == "" {
+			er.Message = http.StatusText(code)
+		}
+	}
+	return &Error{StatusCode: code, Message: er.Message}
 }
 
 func filterQuery(filters map[string][]string) (url.Values, error) {
@@ -161,7 +181,12 @@ func filterQuery(filters map[string][]string) (url.Values, error) {
 }
 
 func objPath(kind, idOrName string) string {
-	return "/" + kind + "/" + url.PathEscape(idOrName)
+	seg := url.PathEscape(idOrName)
+	if idOrName == "." || idOrName == ".." {
+		// PathEscape keeps dots; escaped, the daemon sees the name, not a dot segment.
+		seg = strings.ReplaceAll(idOrName, ".", "%2E")
+	}
+	return "/" + kind + "/" + seg
 }
 
 // Version asks the daemon who it is.
@@ -259,4 +284,18 @@ func (c *Client) DataplaneStatus(ctx context.Context) (DataplaneStatus, error) {
 	var s DataplaneStatus
 	err := c.do(ctx, http.MethodGet, "/dataplane", nil, nil, &s)
 	return s, err
+}
+
+// SystemCheck compares the daemon's records with the kernel.
+func (c *Client) SystemCheck(ctx context.Context) (SystemCheck, error) {
+	var s SystemCheck
+	err := c.do(ctx, http.MethodGet, "/system/check", nil, nil, &s)
+	return s, err
+}
+
+// SystemPrune removes the node's kernel objects that have no record.
+func (c *Client) SystemPrune(ctx context.Context) (SystemPruneReport, error) {
+	var r SystemPruneReport
+	err := c.do(ctx, http.MethodPost, "/system/prune", nil, nil, &r)
+	return r, err
 }

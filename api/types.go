@@ -15,6 +15,7 @@
 //	GET    /v1/containers                     -> []Container
 //	POST   /v1/containers/create              ContainerCreateRequest -> ContainerCreateResponse
 //	GET    /v1/containers/{idOrName}          -> Container
+//	GET    /v1/containers/{idOrName}/netns    Upgrade: netd-netns-fd -> 101 + the netns fd (SCM_RIGHTS)
 //	DELETE /v1/containers/{idOrName}?force=1  -> 204
 //	GET    /v1/dataplane                      -> DataplaneStatus
 package api
@@ -232,4 +233,22 @@ type DataplaneStatus struct {
 	PinDir    string              `json:"PinDir"`
 	Programs  []ProgramAttachment `json:"Programs"`
 	Endpoints []EndpointCounters  `json:"Endpoints"`
+}
+
+// Drift is one difference between the daemon's records and the kernel.
+type Drift struct {
+	Object  string `json:"Object"`
+	Problem string `json:"Problem"`
+}
+
+// SystemCheck answers GET /v1/system/check: every drift found (none: consistent).
+type SystemCheck struct {
+	Drifts []Drift `json:"Drifts"`
+}
+
+// SystemPruneReport answers POST /v1/system/prune: the kernel objects of
+// this node that had no record, removed or (without this node's mark) kept.
+type SystemPruneReport struct {
+	Removed []string `json:"Removed"`
+	Kept    []string `json:"Kept"`
 }

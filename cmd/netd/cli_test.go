@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/apitest"
 )
 
 // fakeDaemon answers the API routes the CLI uses from memory and records
@@ -35,21 +34,7 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 	for _, n := range fixtureNetworks() {
 		f.networks[n.Name] = n
 	}
-	dir, err := os.MkdirTemp("", "ndt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "d.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(f.mux())
-	srv.Listener = l
-	srv.Start()
-	t.Cleanup(srv.Close)
-	f.host = "unix://" + sock
+	f.host = apitest.Serve(t, f.mux())
 	return f
 }
 
@@ -170,6 +155,14 @@ func (f *fakeDaemon) body(r *http.Request) []byte {
 
 func (f *fakeDaemon) record(r *http.Request) { f.body(r) }
 
+// decodeSent decodes the last body sent to key ("METHOD path") into v.
+func (f *fakeDaemon) decodeSent(t *testing.T, key string, v any) {
+	t.Helper()
+	if err := json.Unmarshal(f.sent(key), v); err != nil {
+		t.Fatalf("body of %s: %v", key, err)
+	}
+}
+
 func (f *fakeDaemon) sent(key string) []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -260,9 +253,7 @@ func TestNetworkCreateFlags(t *testing.T) {
 		t.Errorf("stdout %q, want the full ID", out)
 	}
 	var req api.NetworkCreateRequest
-	if err := json.Unmarshal(f.sent("POST /v1/networks/create"), &req); err != nil {
-		t.Fatal(err)
-	}
+	f.decodeSent(t, "POST /v1/networks/create", &req)
 	want := api.NetworkCreateRequest{
 		Name: "lab", Driver: "bridge", Internal: true, Attachable: true,
 		IPAM: &api.IPAM{Driver: "default", Config: []api.IPAMConfig{{
@@ -418,9 +409,7 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 		t.Fatalf("connect: %d %q", code, errs)
 	}
 	var cr api.NetworkConnectRequest
-	if err := json.Unmarshal(f.sent("POST /v1/networks/n2/connect"), &cr); err != nil {
-		t.Fatal(err)
-	}
+	f.decodeSent(t, "POST /v1/networks/n2/connect", &cr)
 	want := api.NetworkConnectRequest{Container: "c1", EndpointConfig: &api.EndpointSettings{
 		IPAMConfig: &api.EndpointIPAMConfig{IPv4Address: "10.0.0.9"}, Aliases: []string{"db", "pg"}}}
 	if !reflect.DeepEqual(cr, want) {
@@ -448,9 +437,7 @@ func TestContainerCommands(t *testing.T) {
 		t.Fatalf("create: %d %q %q", code, out, errs)
 	}
 	var req api.ContainerCreateRequest
-	if err := json.Unmarshal(f.sent("POST /v1/containers/create"), &req); err != nil {
-		t.Fatal(err)
-	}
+	f.decodeSent(t, "POST /v1/containers/create", &req)
 	want := api.ContainerCreateRequest{Name: "web1", Labels: map[string]string{"app": "web"}, Networks: []api.ContainerNetworkRequest{
 		{Network: "n2", Settings: api.EndpointSettings{IPAMConfig: &api.EndpointIPAMConfig{IPv4Address: "10.0.0.5"}, MacAddress: "02:42:ac:11:00:02"}},
 		{Network: "n10"},

@@ -25,20 +25,14 @@ var containerHeader = map[string]string{
 }
 
 func containerCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "container",
-		Usage:        "Manage containers (network namespaces)",
-		OnUsageError: usageError,
-		Action:       groupAction,
-		Subcommands: []*cli.Command{
-			containerCreateCommand(),
-			containerRunCommand(),
-			containerExecCommand(),
-			containerLsCommand(),
-			containerInspectCommand(),
-			containerRmCommand(),
-		},
-	}
+	return groupCommand("container", "Manage containers (network namespaces)",
+		containerCreateCommand(),
+		containerRunCommand(),
+		containerExecCommand(),
+		containerLsCommand(),
+		containerInspectCommand(),
+		containerRmCommand(),
+	)
 }
 
 // containerCreateFlags are shared by create and run.
@@ -86,6 +80,17 @@ func containerCreateRequest(c *cli.Context, name string) (api.ContainerCreateReq
 	return req, nil
 }
 
+// checkCreate is the check of create and run: the argument count, then
+// the create flags of the container named by the first argument.
+func checkCreate(count func(*cli.Context) error) func(*cli.Context) (api.ContainerCreateRequest, error) {
+	return func(c *cli.Context) (api.ContainerCreateRequest, error) {
+		if err := count(c); err != nil {
+			return api.ContainerCreateRequest{}, err
+		}
+		return containerCreateRequest(c, c.Args().First())
+	}
+}
+
 func containerCreateCommand() *cli.Command {
 	return &cli.Command{
 		Name:         "create",
@@ -93,38 +98,23 @@ func containerCreateCommand() *cli.Command {
 		ArgsUsage:    "NAME",
 		OnUsageError: usageError,
 		Flags:        containerCreateFlags(),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 1); err != nil {
-				return err
-			}
-			req, err := containerCreateRequest(c, c.Args().First())
-			if err != nil {
-				return flagErr(c, err)
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Action: daemonAction(checkCreate(exactArgs(1)), func(c *cli.Context, cl *api.Client, req api.ContainerCreateRequest) error {
 			resp, err := cl.ContainerCreate(c.Context, req)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, resp.ID)
 			return nil
-		},
+		}),
 	}
 }
 
-// splitCommand separates NAME from the command after it ("--" optional).
-func splitCommand(args []string) (name string, cmd []string) {
-	if len(args) == 0 {
-		return "", nil
+// commandArgs is the check of run and exec: NAME, then a command to run.
+func commandArgs(c *cli.Context) error {
+	if _, argv := splitCommand(c.Args().Slice()); len(argv) == 0 {
+		return argsError(c, "requires at least 2 arguments")
 	}
-	name, cmd = args[0], args[1:]
-	if len(cmd) > 0 && cmd[0] == "--" {
-		cmd = cmd[1:]
-	}
-	return name, cmd
+	return nil
 }
 
 func containerRunCommand() *cli.Command {
@@ -134,24 +124,12 @@ func containerRunCommand() *cli.Command {
 		ArgsUsage:    "NAME -- COMMAND [ARG...]",
 		OnUsageError: usageError,
 		Flags:        containerCreateFlags(),
-		Action: func(c *cli.Context) error {
-			name, argv := splitCommand(c.Args().Slice())
-			if len(argv) == 0 {
-				return argsError(c, "requires at least 2 arguments")
-			}
-			req, err := containerCreateRequest(c, name)
-			if err != nil {
-				return flagErr(c, err)
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Action: daemonAction(checkCreate(commandArgs), func(c *cli.Context, cl *api.Client, req api.ContainerCreateRequest) error {
 			if _, err := cl.ContainerCreate(c.Context, req); err != nil {
 				return err
 			}
-			return execIn(c, cl, name, argv)
-		},
+			return execIn(c, cl)
+		}),
 	}
 }
 
@@ -161,38 +139,8 @@ func containerExecCommand() *cli.Command {
 		Usage:        "Run a command in a container's network namespace",
 		ArgsUsage:    "CONTAINER -- COMMAND [ARG...]",
 		OnUsageError: usageError,
-		Action: func(c *cli.Context) error {
-			name, argv := splitCommand(c.Args().Slice())
-			if len(argv) == 0 {
-				return argsError(c, "requires at least 2 arguments")
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			return execIn(c, cl, name, argv)
-		},
+		Action:       argsAction(commandArgs, execIn),
 	}
-}
-
-// execIn runs argv in the container's netns and ends netd with its status.
-func execIn(c *cli.Context, cl *api.Client, name string, argv []string) error {
-	ct, err := cl.ContainerInspect(c.Context, name)
-	if err != nil {
-		// As docker exec: "Error response from daemon: No such container: X".
-		return err
-	}
-	if ct.NetworkSettings.SandboxKey == "" {
-		return fmt.Errorf("container %s has no network namespace", name)
-	}
-	code, err := runInSandbox(ct.NetworkSettings.SandboxKey, argv, c.App.Reader, c.App.Writer, c.App.ErrWriter)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return &statusError{code: code}
-	}
-	return nil
 }
 
 func containerLsCommand() *cli.Command {
@@ -201,25 +149,14 @@ func containerLsCommand() *cli.Command {
 		Aliases:      []string{"list", "ps"},
 		Usage:        "List containers",
 		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "format", Usage: "Format output using a custom template: 'table', 'table TEMPLATE', 'json', 'TEMPLATE'"},
-			&cli.BoolFlag{Name: "no-trunc", Usage: "Do not truncate the output"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "Only display container IDs"},
-		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Flags:        lsFlags("container"),
+		Action: argsAction(noArgs, func(c *cli.Context, cl *api.Client) error {
 			cts, err := cl.ContainerList(c.Context)
 			if err != nil {
 				return err
 			}
 			return writeContainers(c.App.Writer, cts, c.String("format"), c.Bool("quiet"), c.Bool("no-trunc"))
-		},
+		}),
 	}
 }
 
@@ -229,12 +166,7 @@ type containerRow struct {
 	c     api.Container
 }
 
-func (r containerRow) ID() string {
-	if r.trunc {
-		return truncID(r.c.ID)
-	}
-	return r.c.ID
-}
+func (r containerRow) ID() string               { return idColumn(r.c.ID, r.trunc) }
 func (r containerRow) Name() string             { return r.c.Name }
 func (r containerRow) SandboxKey() string       { return r.c.NetworkSettings.SandboxKey }
 func (r containerRow) Labels() string           { return joinLabels(r.c.Labels) }
@@ -279,65 +211,16 @@ func (r containerRow) MarshalJSON() ([]byte, error) {
 
 // writeContainers is the output of `netd container ls`, sorted by name.
 func writeContainers(w io.Writer, cts []api.Container, format string, quiet, noTrunc bool) error {
-	sorted := append([]api.Container(nil), cts...)
-	sort.SliceStable(sorted, func(i, j int) bool { return naturalLess(sorted[i].Name, sorted[j].Name) })
-	rows := make([]containerRow, len(sorted))
-	for i, ct := range sorted {
-		rows[i] = containerRow{trunc: !noTrunc, c: ct}
-	}
+	rows := sortedRows(cts, func(ct api.Container) string { return ct.Name },
+		func(ct api.Container) containerRow { return containerRow{trunc: !noTrunc, c: ct} })
 	return writeList(w, listFormat(format, quiet, defaultContainerTableFormat), containerHeader, rows)
 }
 
 func containerInspectCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "inspect",
-		Usage:        "Display detailed information on one or more containers",
-		ArgsUsage:    "CONTAINER [CONTAINER...]",
-		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Format output using a custom template: 'json', 'TEMPLATE'"},
-		},
-		Action: func(c *cli.Context) error {
-			if err := minArgs(c, 1); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			return inspectEach(c, "container", c.Args().Slice(), func(name string) (api.Container, error) {
-				return cl.ContainerInspect(c.Context, name)
-			})
-		},
-	}
+	return inspectCommand("container", (*api.Client).ContainerInspect)
 }
 
 func containerRmCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "rm",
-		Aliases:      []string{"remove"},
-		Usage:        "Remove one or more containers",
-		ArgsUsage:    "CONTAINER [CONTAINER...]",
-		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Remove the container even if its endpoints cannot be cleaned up; no error if it does not exist"},
-		},
-		Action: func(c *cli.Context) error {
-			if err := minArgs(c, 1); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			force := c.Bool("force")
-			return removeEach(c, c.Args().Slice(), func(n string) error {
-				err := cl.ContainerRemove(c.Context, n, force)
-				if force && api.IsNotFound(err) {
-					return errSkip
-				}
-				return err
-			})
-		},
-	}
+	return rmCommand("container", "Remove the container even if its endpoints cannot be cleaned up; no error if it does not exist",
+		(*api.Client).ContainerRemove)
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,7 @@ func daemonCommand() *cli.Command {
 		Name:         "daemon",
 		Usage:        "Run the netd daemon",
 		OnUsageError: usageError,
+		Subcommands:  []*cli.Command{restoreStateCommand()},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"NETD_SOCKET"}, Usage: "unix socket to serve the API on"},
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/netd", EnvVars: []string{"NETD_STATE_DIR"}, Usage: "directory of the state database"},
@@ -31,6 +33,7 @@ func daemonCommand() *cli.Command {
 			&cli.StringFlag{Name: "dataplane", Value: api.DataplaneEBPF, EnvVars: []string{"NETD_DATAPLANE"}, Usage: "default dataplane of new networks: ebpf|kernel"},
 			&cli.StringSliceFlag{Name: "default-address-pool", EnvVars: []string{"NETD_DEFAULT_ADDRESS_POOL"}, Usage: "default address pool for networks (base=10.10.0.0/16,size=24); repeatable"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NETD_LOG_LEVEL"}, Usage: "debug|info|warn|error"},
+			&cli.BoolFlag{Name: "prune-orphans", EnvVars: []string{"NETD_PRUNE_ORPHANS"}, Usage: "at start, delete kernel objects of this node that have no record in the state dir (otherwise they are kept and listed)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -72,6 +75,48 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 		NodeName:     c.String("node-name"),
 		Dataplane:    dp,
 		AddressPools: pools,
+		PruneOrphans: c.Bool("prune-orphans"),
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}, nil
+}
+
+// restoreStateCommand puts the last good copy of the state database back,
+// with the daemon stopped; the damaged file is moved aside, never deleted.
+func restoreStateCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "restore-state",
+		Usage:        "With the daemon stopped, move a damaged state database aside and restore its last good copy",
+		OnUsageError: usageError,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/netd", EnvVars: []string{"NETD_STATE_DIR"}, Usage: "directory of the state database"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			dir := c.String("state-dir")
+			if !c.IsSet("state-dir") && len(c.Lineage()) > 1 && c.Lineage()[1].IsSet("state-dir") {
+				dir = c.Lineage()[1].String("state-dir") // netd daemon --state-dir DIR restore-state
+			}
+			r, err := daemon.RestoreState(dir, time.Now())
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			if r.Damaged != "" {
+				found := "it passed the check"
+				if r.Problem != "" {
+					found = "its check found: " + r.Problem
+				}
+				fmt.Fprintf(w, "moved %s aside to %s (%s)\n", r.DB, r.Damaged, found)
+			}
+			fmt.Fprintf(w, "restored %s from %s, saved %s: transaction %d, %d networks, %d containers\n",
+				r.DB, r.LastGood, r.Saved.UTC().Format(time.RFC3339), r.TxID, r.Networks, r.Containers)
+			if r.PrevTxID > r.TxID {
+				fmt.Fprintf(w, "the copy is older than the last transaction netd recorded (%d): networks and containers made after it was saved are no longer recorded, and the daemon keeps their kernel objects as orphans\n", r.PrevTxID)
+			}
+			fmt.Fprintln(w, "start the daemon again: it brings the kernel in line with the restored state")
+			return nil
+		},
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/stringid"
 )
 
 func dataplaneCommand() *cli.Command {
@@ -35,14 +36,7 @@ func dataplaneShowCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Usage: "Format output: 'json' or a Go template over the status"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Action: argsAction(noArgs, func(c *cli.Context, cl *api.Client) error {
 			st, err := cl.DataplaneStatus(c.Context)
 			if err != nil {
 				return err
@@ -57,7 +51,7 @@ func dataplaneShowCommand() *cli.Command {
 				st = withContainerNames(st, cts)
 			}
 			return writeDataplane(c.App.Writer, st, format)
-		},
+		}),
 	}
 }
 
@@ -123,7 +117,7 @@ func withContainerNames(st api.DataplaneStatus, cts []api.Container) api.Datapla
 		if n, ok := names[e.Container]; ok {
 			e.Container = n
 		} else if isFullID(e.Container) {
-			e.Container = truncID(e.Container)
+			e.Container = stringid.ShortID(e.Container)
 		}
 		eps[i] = e
 	}

@@ -9,21 +9,71 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"syscall"
 
+	"github.com/urfave/cli/v2"
 	"github.com/vishvananda/netns"
+
+	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
-// runInSandbox runs argv with the given stdio inside the network namespace
-// at nsPath and returns its exit status (128+n when killed by signal n).
-func runInSandbox(nsPath string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	target, err := netns.GetFromPath(nsPath)
+// execIn runs the command after the container name in c's arguments inside
+// that container's netns and ends netd with its status.
+func execIn(c *cli.Context, cl *api.Client) error {
+	name, argv := splitCommand(c.Args().Slice())
+	enter, closeNS, err := sandboxOf(c, cl, name)
 	if err != nil {
-		return 0, fmt.Errorf("open network namespace %s: %w", nsPath, err)
+		// As docker exec: "Error response from daemon: No such container: X".
+		return err
 	}
-	defer target.Close()
+	defer closeNS()
+	code, err := runInSandbox(enter, argv, c.App.Reader, c.App.Writer, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &statusError{code: code}
+	}
+	return nil
+}
 
+// sandboxOf returns how to enter the network namespace of container name.
+// The daemon passes the namespace itself, as its path may not be one in
+// this mount namespace (ip netns exec gives each process its own); only a
+// daemon without that route makes netd open the SandboxKey path.
+func sandboxOf(c *cli.Context, cl *api.Client, name string) (enter func(fn func() error) error, closeNS func(), err error) {
+	ns, err := cl.ContainerNetns(c.Context, name)
+	if err == nil {
+		return func(fn func() error) error { return sandbox.Do(netns.NsHandle(ns.Fd()), fn) }, func() { ns.Close() }, nil
+	}
+	if !errors.Is(err, api.ErrNetnsUnsupported) {
+		return nil, nil, err
+	}
+	ct, err := cl.ContainerInspect(c.Context, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := ct.NetworkSettings.SandboxKey
+	if path == "" {
+		return nil, nil, fmt.Errorf("container %s has no network namespace", name)
+	}
+	enter = func(fn func() error) error {
+		err := sandbox.DoPath(path, fn)
+		var se *startError
+		if errors.Is(err, syscall.EINVAL) && !errors.As(err, &se) {
+			// setns on a file that is no namespace: a bind mount this mount namespace does not see.
+			return fmt.Errorf("enter network namespace of container %s: %s is not one in this mount namespace, and the daemon does not pass namespaces over its socket: run netd where the daemon runs, or upgrade the daemon: %w", name, path, err)
+		}
+		return err
+	}
+	return enter, func() {}, nil
+}
+
+// runInSandbox starts argv with the given stdio from a thread that enter
+// switched into the sandbox (a child inherits the namespaces of the thread
+// that forks it) and returns its exit status (128+n when killed by signal n).
+func runInSandbox(enter func(fn func() error) error, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 
@@ -33,7 +83,19 @@ func runInSandbox(nsPath string, argv []string, stdin io.Reader, stdout, stderr 
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
-	if err := startInNetns(cmd, target); err != nil {
+	err := enter(func() error {
+		if err := cmd.Start(); err != nil {
+			return &startError{err}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, sandbox.ErrRestore) && cmd.Process != nil {
+			// Started, but netd's thread is stuck in the sandbox: do not
+			// leave a child that netd cannot account for.
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 		var se *startError
 		if !errors.As(err, &se) {
 			return 0, err
@@ -57,46 +119,6 @@ func runInSandbox(nsPath string, argv []string, stdin io.Reader, stdout, stderr 
 			return waitStatus(err)
 		}
 	}
-}
-
-// startInNetns forks cmd from an OS thread switched into target: a child
-// inherits the namespaces of the thread that forks it.
-func startInNetns(cmd *exec.Cmd, target netns.NsHandle) error {
-	errc := make(chan error, 1)
-	// A fresh goroutine, so a thread we fail to switch back dies with it
-	// (a goroutine that exits locked takes its thread along).
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace (are you root?): %w", err)
-			return
-		}
-		startErr := cmd.Start()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it is discarded when we return.
-			if startErr == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-			errc <- fmt.Errorf("restore network namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		if startErr != nil {
-			errc <- &startError{startErr}
-			return
-		}
-		errc <- nil
-	}()
-	return <-errc
 }
 
 // startError is the command failing to start, as opposed to netd failing

@@ -3,53 +3,36 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"runtime"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/stringid"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
-// throwawayNetns creates a named netns (ndt-<hex>) without moving the test
-// off its own namespace, and deletes it at cleanup.
+// throwawayNetns creates a named netns (ndt-<hex>) with the sandbox package
+// the CLI enters it with, and deletes it at cleanup.
 func throwawayNetns(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces")
 	}
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	name := "ndt-" + hex.EncodeToString(b)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
+	name := "ndt-" + stringid.RandomHex(6)
+	path, err := sandbox.Create(name)
 	if err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
 	}
-	ns.Close()
 	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
+		if err := sandbox.Delete(name); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)
 		}
 	})
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("restore netns: %v", err)
-	}
-	return "/run/netns/" + name
+	return path
 }
 
 func TestContainerExecInSandbox(t *testing.T) {
@@ -93,5 +76,23 @@ func TestContainerExecInSandbox(t *testing.T) {
 	_, _, code = netd(t, f.host, "", "container", "exec", "box", "sh", "-c", "kill -TERM $$")
 	if code != 128+int(syscall.SIGTERM) {
 		t.Errorf("signalled child: code %d", code)
+	}
+}
+
+// TestContainerExecFallbackNotANamespace: a daemon without the netns route
+// makes netd open the SandboxKey path; where that is no namespace (its bind
+// mount is in another mount namespace) the error says so and what to do.
+func TestContainerExecFallbackNotANamespace(t *testing.T) {
+	plain := filepath.Join(t.TempDir(), "ndt-plain")
+	if err := os.WriteFile(plain, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeDaemon(t)
+	f.containers["box"] = api.Container{ID: strings.Repeat("e", 64), Name: "box",
+		NetworkSettings: api.NetworkSettings{SandboxKey: plain}}
+	out, errs, code := netd(t, f.host, "", "container", "exec", "box", "--", "true")
+	if code != 1 || out != "" || !strings.Contains(errs, plain+" is not one in this mount namespace") ||
+		!strings.Contains(errs, "run netd where the daemon runs") {
+		t.Errorf("exec into a non-namespace: exit %d stdout %q stderr %q", code, out, errs)
 	}
 }

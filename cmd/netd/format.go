@@ -204,14 +204,6 @@ func jsonFields(m map[string]string) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// truncID shortens an ID to docker's 12 characters.
-func truncID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 // joinLabels renders labels as sorted k=v pairs separated by commas.
 func joinLabels(labels map[string]string) string {
 	kv := make([]string, 0, len(labels))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,21 +32,15 @@ var networkHeader = map[string]string{
 }
 
 func networkCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "network",
-		Usage:        "Manage networks",
-		OnUsageError: usageError,
-		Action:       groupAction,
-		Subcommands: []*cli.Command{
-			networkLsCommand(),
-			networkCreateCommand(),
-			networkInspectCommand(),
-			networkRmCommand(),
-			networkPruneCommand(),
-			networkConnectCommand(),
-			networkDisconnectCommand(),
-		},
-	}
+	return groupCommand("network", "Manage networks",
+		networkLsCommand(),
+		networkCreateCommand(),
+		networkInspectCommand(),
+		networkRmCommand(),
+		networkPruneCommand(),
+		networkConnectCommand(),
+		networkDisconnectCommand(),
+	)
 }
 
 func networkLsCommand() *cli.Command {
@@ -54,31 +49,25 @@ func networkLsCommand() *cli.Command {
 		Aliases:      []string{"list"},
 		Usage:        "List networks",
 		OnUsageError: usageError,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "Provide filter values (e.g. 'driver=bridge')"},
-			&cli.StringFlag{Name: "format", Usage: "Format output using a custom template: 'table', 'table TEMPLATE', 'json', 'TEMPLATE'"},
-			&cli.BoolFlag{Name: "no-trunc", Usage: "Do not truncate the output"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "Only display network IDs"},
-		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			filters, err := parseFilters(c.StringSlice("filter"))
-			if err != nil {
-				return flagErr(c, err)
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		}, lsFlags("network")...),
+		Action: daemonAction(checkFilters, func(c *cli.Context, cl *api.Client, filters map[string][]string) error {
 			nets, err := cl.NetworkList(c.Context, filters)
 			if err != nil {
 				return err
 			}
 			return writeNetworks(c.App.Writer, nets, c.String("format"), c.Bool("quiet"), c.Bool("no-trunc"))
-		},
+		}),
 	}
+}
+
+// checkFilters is the check of ls and prune: no arguments, valid --filter values.
+func checkFilters(c *cli.Context) (map[string][]string, error) {
+	if err := noArgs(c); err != nil {
+		return nil, err
+	}
+	return parseFilters(c.StringSlice("filter"))
 }
 
 // networkRow is what ls templates see: docker's network context.
@@ -87,12 +76,7 @@ type networkRow struct {
 	n     api.Network
 }
 
-func (r networkRow) ID() string {
-	if r.trunc {
-		return truncID(r.n.ID)
-	}
-	return r.n.ID
-}
+func (r networkRow) ID() string               { return idColumn(r.n.ID, r.trunc) }
 func (r networkRow) Name() string             { return r.n.Name }
 func (r networkRow) Driver() string           { return r.n.Driver }
 func (r networkRow) Scope() string            { return r.n.Scope }
@@ -112,12 +96,8 @@ func (r networkRow) MarshalJSON() ([]byte, error) {
 
 // writeNetworks is the output of `netd network ls`, sorted by name.
 func writeNetworks(w io.Writer, nets []api.Network, format string, quiet, noTrunc bool) error {
-	sorted := append([]api.Network(nil), nets...)
-	sort.SliceStable(sorted, func(i, j int) bool { return naturalLess(sorted[i].Name, sorted[j].Name) })
-	rows := make([]networkRow, len(sorted))
-	for i, n := range sorted {
-		rows[i] = networkRow{trunc: !noTrunc, n: n}
-	}
+	rows := sortedRows(nets, func(n api.Network) string { return n.Name },
+		func(n api.Network) networkRow { return networkRow{trunc: !noTrunc, n: n} })
 	return writeList(w, listFormat(format, quiet, defaultNetworkTableFormat), networkHeader, rows)
 }
 
@@ -139,18 +119,7 @@ func networkCreateCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "opt", Aliases: []string{"o"}, Usage: "Set driver specific options"},
 			&cli.BoolFlag{Name: "ipv6", Usage: "Enable or disable IPv6 networking"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 1); err != nil {
-				return err
-			}
-			req, err := networkCreateRequest(c)
-			if err != nil {
-				return flagErr(c, err)
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Action: daemonAction(networkCreateRequest, func(c *cli.Context, cl *api.Client, req api.NetworkCreateRequest) error {
 			resp, err := cl.NetworkCreate(c.Context, req)
 			if err != nil {
 				return err
@@ -160,14 +129,17 @@ func networkCreateCommand() *cli.Command {
 			}
 			fmt.Fprintln(c.App.Writer, resp.ID)
 			return nil
-		},
+		}),
 	}
 }
 
-// networkCreateRequest builds the API request from create's flags,
-// refusing what docker's CLI refuses before asking the daemon.
+// networkCreateRequest builds the API request from create's argument and
+// flags, refusing what docker's CLI refuses before asking the daemon.
 func networkCreateRequest(c *cli.Context) (api.NetworkCreateRequest, error) {
 	var req api.NetworkCreateRequest
+	if err := exactArgs(1)(c); err != nil {
+		return req, err
+	}
 	if c.Bool("ipv6") {
 		return req, errors.New("IPv6 networks are not supported yet")
 	}
@@ -249,25 +221,29 @@ func consolidateIPAM(subnets, ranges, gateways []string, aux map[string]string) 
 		}
 		return -1, fmt.Errorf("no matching subnet for %s %s", what, v)
 	}
-	for _, r := range ranges {
-		i, err := matching("range", r)
-		if err != nil {
-			return nil, err
+	// once sets field of the subnet holding each value; dup is docker's
+	// error for a second value in one subnet.
+	once := func(what string, vals []string, field func(*api.IPAMConfig) *string, dup string) error {
+		for _, v := range vals {
+			i, err := matching(what, v)
+			if err != nil {
+				return err
+			}
+			f := field(&cfg[i])
+			if *f != "" {
+				return fmt.Errorf(dup, v, *f, subnets[i])
+			}
+			*f = v
 		}
-		if cfg[i].IPRange != "" {
-			return nil, fmt.Errorf("cannot configure multiple ranges (%s, %s) on the same subnet (%s)", r, cfg[i].IPRange, subnets[i])
-		}
-		cfg[i].IPRange = r
+		return nil
 	}
-	for _, g := range gateways {
-		i, err := matching("gateway", g)
-		if err != nil {
-			return nil, err
-		}
-		if cfg[i].Gateway != "" {
-			return nil, fmt.Errorf("cannot configure multiple gateways (%s, %s) for the same subnet (%s)", g, cfg[i].Gateway, subnets[i])
-		}
-		cfg[i].Gateway = g
+	if err := once("range", ranges, func(c *api.IPAMConfig) *string { return &c.IPRange },
+		"cannot configure multiple ranges (%s, %s) on the same subnet (%s)"); err != nil {
+		return nil, err
+	}
+	if err := once("gateway", gateways, func(c *api.IPAMConfig) *string { return &c.Gateway },
+		"cannot configure multiple gateways (%s, %s) for the same subnet (%s)"); err != nil {
+		return nil, err
 	}
 	keys := make([]string, 0, len(aux))
 	for k := range aux {
@@ -288,95 +264,14 @@ func consolidateIPAM(subnets, ranges, gateways []string, aux map[string]string) 
 }
 
 func networkInspectCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "inspect",
-		Usage:        "Display detailed information on one or more networks",
-		ArgsUsage:    "NETWORK [NETWORK...]",
-		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Format output using a custom template: 'json', 'TEMPLATE'"},
-		},
-		Action: func(c *cli.Context) error {
-			if err := minArgs(c, 1); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			return inspectEach(c, "network", c.Args().Slice(), func(name string) (api.Network, error) {
-				return cl.NetworkInspect(c.Context, name)
-			})
-		},
-	}
-}
-
-// inspectEach fetches every name, prints what was found (as docker, all of
-// it, before the errors) and then "Error: No such <kind>: X" per miss.
-func inspectEach[T any](c *cli.Context, kind string, names []string, get func(string) (T, error)) error {
-	format := c.String("format")
-	if format == jsonFormatKey {
-		format = ""
-	}
-	if format != "" {
-		if _, err := parseTemplate(format); err != nil {
-			return err
-		}
-	}
-	var found []T
-	var errs []string
-	for _, n := range names {
-		v, err := get(n)
-		switch {
-		case err == nil:
-			found = append(found, v)
-		case api.IsNotFound(err):
-			errs = append(errs, fmt.Sprintf("Error: No such %s: %s", kind, n))
-		default:
-			var ce *api.ConnectError
-			if errors.As(err, &ce) {
-				return err
-			}
-			errs = append(errs, err.Error())
-		}
-	}
-	if err := writeInspect(c.App.Writer, format, found); err != nil {
-		return err
-	}
-	if len(errs) > 0 {
-		return &statusError{code: 1, msg: strings.Join(errs, "\n")}
-	}
-	return nil
+	return inspectCommand("network", (*api.Client).NetworkInspect)
 }
 
 func networkRmCommand() *cli.Command {
-	return &cli.Command{
-		Name:         "rm",
-		Aliases:      []string{"remove"},
-		Usage:        "Remove one or more networks",
-		ArgsUsage:    "NETWORK [NETWORK...]",
-		OnUsageError: usageError,
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Do not error if the network does not exist"},
-		},
-		Action: func(c *cli.Context) error {
-			if err := minArgs(c, 1); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			force := c.Bool("force")
-			return removeEach(c, c.Args().Slice(), func(n string) error {
-				err := cl.NetworkRemove(c.Context, n)
-				if force && api.IsNotFound(err) {
-					return errSkip
-				}
-				return err
-			})
-		},
-	}
+	return rmCommand("network", "Do not error if the network does not exist",
+		func(cl *api.Client, ctx context.Context, name string, _ bool) error {
+			return cl.NetworkRemove(ctx, name)
+		})
 }
 
 const pruneWarning = "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?"
@@ -390,21 +285,13 @@ func networkPruneCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "filter", Usage: "Provide filter values (e.g. 'until=<timestamp>')"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Do not prompt for confirmation"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
+		Action: daemonAction(func(c *cli.Context) (map[string][]string, error) {
+			filters, err := checkFilters(c)
+			if err == nil && !c.Bool("force") && !confirm(c.App.Reader, c.App.Writer, pruneWarning) {
+				return nil, errSkip
 			}
-			filters, err := parseFilters(c.StringSlice("filter"))
-			if err != nil {
-				return flagErr(c, err)
-			}
-			if !c.Bool("force") && !confirm(c.App.Reader, c.App.Writer, pruneWarning) {
-				return nil
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+			return filters, err
+		}, func(c *cli.Context, cl *api.Client, filters map[string][]string) error {
 			report, err := cl.NetworksPrune(c.Context, filters)
 			if err != nil {
 				return err
@@ -413,7 +300,7 @@ func networkPruneCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "Deleted Networks:\n%s\n\n", strings.Join(report.NetworksDeleted, "\n"))
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -439,20 +326,14 @@ func networkConnectCommand() *cli.Command {
 			&cli.StringFlag{Name: "ip", Usage: "IPv4 address (e.g., \"172.30.100.104\")"},
 			&cli.StringSliceFlag{Name: "alias", Usage: "Add network-scoped alias for the container"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 2); err != nil {
-				return err
+		Action: daemonAction(func(c *cli.Context) (*api.EndpointSettings, error) {
+			if err := exactArgs(2)(c); err != nil {
+				return nil, err
 			}
-			settings, err := endpointSettings(c.String("ip"), "", c.StringSlice("alias"))
-			if err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+			return endpointSettings(c.String("ip"), "", c.StringSlice("alias"))
+		}, func(c *cli.Context, cl *api.Client, settings *api.EndpointSettings) error {
 			return cl.NetworkConnect(c.Context, c.Args().Get(0), c.Args().Get(1), settings)
-		},
+		}),
 	}
 }
 
@@ -482,15 +363,8 @@ func networkDisconnectCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Force the container to disconnect from a network"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 2); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Action: argsAction(exactArgs(2), func(c *cli.Context, cl *api.Client) error {
 			return cl.NetworkDisconnect(c.Context, c.Args().Get(0), c.Args().Get(1), c.Bool("force"))
-		},
+		}),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/buildinfo"
 )
 
 // clientVersion is the Client part of `netd version`.
@@ -35,22 +36,15 @@ func versionCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Format output using a custom template: 'json', 'TEMPLATE'"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
+		Action: argsAction(noArgs, func(c *cli.Context, cl *api.Client) error {
 			return writeVersion(c.Context, c.App.Writer, cl, c.String("format"))
-		},
+		}),
 	}
 }
 
 func writeVersion(ctx context.Context, w io.Writer, cl *api.Client, format string) error {
 	rep := versionReport{Client: clientVersion{
-		Version:    version,
+		Version:    buildinfo.Version,
 		APIVersion: api.Version,
 		GoVersion:  runtime.Version(),
 		Os:         runtime.GOOS,

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/api/buildinfo"
+)
+
+// run executes args and returns the process exit status, printing errors
+// to the app's ErrWriter as the docker CLI does.
+func run(app *cli.App, args []string) int {
+	err := app.Run(permuteArgs(app, args))
+	if err == nil {
+		return 0
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		if se.msg != "" {
+			fmt.Fprintln(app.ErrWriter, se.msg)
+		}
+		return se.code
+	}
+	fmt.Fprintln(app.ErrWriter, err)
+	return 1
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:                      "netd",
+		Usage:                     "Docker-style networks for network namespaces, with an eBPF fast path",
+		Version:                   buildinfo.Version,
+		Reader:                    stdin,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		DisableSliceFlagSeparator: true, // label values and address pools contain commas
+		// Errors are printed once, by run.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   usageError,
+		Action:         groupAction,
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "host",
+				Aliases: []string{"H"},
+				Usage:   "daemon socket to connect to (unix:///path or a path)",
+				Value:   api.DefaultHost,
+				EnvVars: []string{"NETD_HOST"},
+			},
+		},
+		Commands: []*cli.Command{
+			networkCommand(),
+			containerCommand(),
+			dataplaneCommand(),
+			systemCommand(),
+			daemonCommand(),
+			versionCommand(),
+		},
+	}
+}
+
+// newClient is the one place commands get their API client from.
+func newClient(c *cli.Context) (*api.Client, error) {
+	return api.NewClient(c.String("host"))
+}
