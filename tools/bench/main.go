@@ -4,7 +4,10 @@
 // dataplane, one on the kernel dataplane (Linux bridge), and a direct veth pair between two
 // namespaces as the limit. Every setup lives in namespaces the bench creates and removes.
 //
-//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,veth] [--out DIR]
+// Then the scale run times network create, rm and ls on each netd dataplane as
+// a daemon's networks grow to each count of --scale.
+//
+//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,veth] [--scale 10,100,1000|none] [--out DIR]
 package main
 
 import (
@@ -53,6 +56,7 @@ type options struct {
 	netdBin  string
 	latency  string
 	pin      [2]string // client CPU, server CPU; empty = not pinned
+	scale    []int     // network counts of the scale run; none: skipped
 }
 
 func parseFlags(args []string) (options, error) {
@@ -68,8 +72,13 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "bench-results", "directory for results.json, chart.svg and daemon logs")
 	fs.StringVar(&o.netdBin, "netd", defNetd, "netd binary (env NETD_BIN)")
 	fs.StringVar(&o.latency, "latency", "auto", "latency tool: sockperf, go, or auto (sockperf if installed)")
+	scale := fs.String("scale", "10,100,1000", "network counts at which to time network create, rm and ls on each netd dataplane of --only, or none")
 	pin := fs.String("pin", "auto", "CPUs A,B: packet-rate sender on A and receiver on B, TCP and ping-pong both on B; none, or auto (0,1 on 2+ cores)")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.scale, err = parseScale(*scale); err != nil {
 		return o, err
 	}
 	switch *pin {
@@ -203,7 +212,7 @@ func runBench(args []string) int {
 		Started: time.Now(),
 		Host:    hostInfo(),
 		Config: Config{Rounds: o.rounds, Duration: o.duration.String(), Setups: o.only,
-			NetdBin: o.netdBin, Latency: o.latency, Pin: strings.Trim(strings.Join(o.pin[:], ","), ",")},
+			NetdBin: o.netdBin, Latency: o.latency, Pin: strings.Trim(strings.Join(o.pin[:], ","), ","), Scale: o.scale},
 		Samples:  []Sample{},
 		Failures: []Failure{},
 		Retried:  []Failure{},
@@ -322,12 +331,33 @@ rounds:
 		res.Dataplane[s.Name()] = st
 	}
 
+	// The scale run has the machine to itself.
+	for i := len(live) - 1; i >= 0; i-- {
+		prog.show("tearing down %s", live[i].Name())
+		live[i].Down()
+	}
+	live = nil
+	for _, dp := range []string{setupEBPF, setupKernel} {
+		if len(o.scale) == 0 || !contains(o.only, dp) || ctx.Err() != nil {
+			continue
+		}
+		stats, err := newScaleRun(prefix, dp, o.netdBin, o.out, prog).run(ctx, o.scale)
+		res.Scale = append(res.Scale, stats...)
+		if err != nil {
+			res.Failures = append(res.Failures, Failure{Setup: "scale-" + dp, Error: err.Error()})
+		}
+	}
+	prog.done()
+
 	res.Finished = time.Now()
 	res.Summary = summarize(res.Samples, o.only)
 	res.Targets = checkTargets(res.Summary)
 	fmt.Printf("netd bench: %d round(s) x %s, %s, %s cores, kernel %s\n\n", o.rounds, o.duration,
 		strings.Join(o.only, " "), res.Host["cpus"], res.Host["kernel"])
 	if err := writeTable(os.Stdout, res.Summary, res.Targets, res.Failures, res.Retried); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	if err := writeScaleTable(os.Stdout, res.Scale); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
 	for name, st := range res.Dataplane {

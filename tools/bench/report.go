@@ -115,6 +115,8 @@ type Config struct {
 	NetdBin  string   `json:"netd_bin,omitempty"`
 	Latency  string   `json:"latency_tool"`
 	Pin      string   `json:"pin_client_server,omitempty"`
+	// Scale is the network counts of the scale run (--scale).
+	Scale []int `json:"scale_networks,omitempty"`
 }
 
 // Result is the whole JSON document written to the out dir.
@@ -131,6 +133,87 @@ type Result struct {
 	Targets []Target  `json:"targets"`
 	// Dataplane is `netd dataplane show` of each eBPF setup after the run.
 	Dataplane map[string]*api.DataplaneStatus `json:"dataplane,omitempty"`
+	// Scale is the time of network operations at each count of the scale run.
+	Scale []ScaleStat `json:"scale,omitempty"`
+}
+
+// Operations the scale run times.
+const (
+	scaleFill         = "fill"          // the creates that brought the daemon to the count
+	scaleCreate       = "create"        // one more network, subnet from the pool
+	scaleCreateSubnet = "create_subnet" // one more with --subnet: no pool search
+	scaleRm           = "rm"            // one of those removed again
+	scaleLsAPI        = "ls_api"        // GET /networks
+	scaleLsCLI        = "ls_cli"        // `netd network ls`, CLI start and table included
+)
+
+// scaleOrder and scaleTitles are the scale table's columns.
+var (
+	scaleOrder  = []string{scaleCreate, scaleCreateSubnet, scaleRm, scaleLsAPI, scaleLsCLI, scaleFill}
+	scaleTitles = map[string]string{scaleCreate: "CREATE", scaleCreateSubnet: "CREATE --subnet", scaleRm: "RM",
+		scaleLsAPI: "LS (API)", scaleLsCLI: "LS (CLI)", scaleFill: "FILL (creates up to the count)"}
+)
+
+// ScaleStat is the time of one operation on a daemon holding Networks
+// custom networks: N timed runs, in milliseconds.
+type ScaleStat struct {
+	Dataplane string  `json:"dataplane"`
+	Networks  int     `json:"networks"`
+	Op        string  `json:"op"`
+	N         int     `json:"n"`
+	MedianMS  float64 `json:"median_ms"`
+	MinMS     float64 `json:"min_ms"`
+	MaxMS     float64 `json:"max_ms"`
+}
+
+func scaleStat(dataplane string, networks int, op string, ms []float64) ScaleStat {
+	lo, hi := minMax(ms)
+	return ScaleStat{Dataplane: dataplane, Networks: networks, Op: op, N: len(ms), MedianMS: median(ms), MinMS: lo, MaxMS: hi}
+}
+
+// writeScaleTable renders the scale run: one row per dataplane and count,
+// medians in ms.
+func writeScaleTable(w io.Writer, stats []ScaleStat) error {
+	if len(stats) == 0 {
+		return nil
+	}
+	type row struct {
+		dp string
+		n  int
+	}
+	var rows []row
+	cell := map[row]map[string]ScaleStat{}
+	for _, s := range stats {
+		r := row{s.Dataplane, s.Networks}
+		if cell[r] == nil {
+			cell[r] = map[string]ScaleStat{}
+			rows = append(rows, r)
+		}
+		cell[r][s.Op] = s
+	}
+	fmt.Fprintln(w, "\nScale: median ms per operation with NETWORKS custom networks (min–max of the runs); flat down a column is good")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "DATAPLANE\tNETWORKS\t")
+	for _, op := range scaleOrder {
+		fmt.Fprintf(tw, "%s\t", scaleTitles[op])
+	}
+	fmt.Fprintln(tw)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t", r.dp, r.n)
+		for _, op := range scaleOrder {
+			s, ok := cell[r][op]
+			if !ok || s.N == 0 {
+				fmt.Fprint(tw, "-\t")
+				continue
+			}
+			fmt.Fprintf(tw, "%s (%s–%s)\t", formatValue(s.MedianMS), formatValue(s.MinMS), formatValue(s.MaxMS))
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write scale table: %w", err)
+	}
+	return nil
 }
 
 // counterLine sums an eBPF setup's endpoint counters into one line for the report.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,43 @@ func TestCounterLine(t *testing.T) {
 	want := "ebpf counters after the run: 2 program attachment(s), 2 endpoint(s), fast path 15 packets, slow path 3 packets, drops 6"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestWriteScaleTable(t *testing.T) {
+	stats := []ScaleStat{
+		scaleStat(setupEBPF, 10, scaleCreate, []float64{3, 1, 2}),
+		scaleStat(setupEBPF, 10, scaleRm, []float64{4}),
+		scaleStat(setupEBPF, 1000, scaleCreate, []float64{2.5}),
+		scaleStat(setupKernel, 10, scaleLsCLI, []float64{20, 30}),
+	}
+	if s := stats[0]; s.N != 3 || s.MedianMS != 2 || s.MinMS != 1 || s.MaxMS != 3 {
+		t.Errorf("scaleStat = %+v", s)
+	}
+	var b bytes.Buffer
+	if err := writeScaleTable(&b, stats); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("want title, header and 3 rows:\n%s", b.String())
+	}
+	for i, want := range [][]string{
+		{"DATAPLANE", "NETWORKS", "CREATE", "CREATE --subnet", "RM", "LS (API)", "LS (CLI)", "FILL"},
+		{"ebpf", "10", "2.00 (1.00–3.00)", "-", "4.00 (4.00–4.00)", "-", "-", "-"},
+		{"ebpf", "1000", "2.50 (2.50–2.50)", "-", "-", "-", "-", "-"},
+		{"kernel", "10", "-", "-", "-", "-", "25.0 (20.0–30.0)", "-"},
+	} {
+		cols := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(lines[i+1]), -1)
+		if strings.HasPrefix(cols[len(cols)-1], "FILL") {
+			cols[len(cols)-1] = "FILL"
+		}
+		if strings.Join(cols, "|") != strings.Join(want, "|") {
+			t.Errorf("line %d = %q, want columns %q", i+1, lines[i+1], want)
+		}
+	}
+	b.Reset()
+	if err := writeScaleTable(&b, nil); err != nil || b.Len() != 0 {
+		t.Errorf("no scale run should print nothing, got %q", b.String())
 	}
 }

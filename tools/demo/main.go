@@ -208,19 +208,19 @@ func (d *demo) fastPackets() (uint64, error) {
 
 // netd echoes and runs one CLI command; a non-zero exit is an error.
 func (d *demo) netd(args ...string) (string, error) {
-	fmt.Printf("\n$ netd %s\n", shellJoin(args))
+	fmt.Printf("\n$ netd %s\n", lab.ShellJoin(args))
 	out, errOut, code := d.host.Netd(args...)
 	fmt.Print(out)
 	fmt.Fprint(os.Stderr, errOut)
 	if code != 0 {
-		return out, fmt.Errorf("netd %s: exit %d", shellJoin(args), code)
+		return out, fmt.Errorf("netd %s: exit %d", lab.ShellJoin(args), code)
 	}
 	return out, nil
 }
 
 // cmd echoes and runs a command in the lab host's namespace; failures are shown, not fatal.
 func (d *demo) cmd(name string, args ...string) {
-	fmt.Printf("\n$ %s %s\n", name, shellJoin(args))
+	fmt.Printf("\n$ %s %s\n", name, lab.ShellJoin(args))
 	out, errOut, _ := d.host.Run(name, args...)
 	fmt.Print(out, errOut)
 }
@@ -248,18 +248,6 @@ func say(format string, args ...any) {
 	}
 	fmt.Printf("# "+format+"\n", args...)
 	time.Sleep(50 * time.Millisecond) // readable pacing when watched live
-}
-
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t'\"{}$") {
-			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		} else {
-			q[i] = a
-		}
-	}
-	return strings.Join(q, " ")
 }
 
 func lastLines(s string, n int) string {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -19,11 +18,11 @@ func TestBadInput(t *testing.T) {
 		ctrs := []string{"c1", "c2", "c3"}
 		o := "-o=netd.dataplane=" + dp
 
-		cases := []struct {
-			name string
-			want []string
-			args []string
-		}{
+		refuseAll(t, h, ctrs, func(t *testing.T) {
+			if netnsExists(h.ContainerNS("c2")) {
+				t.Errorf("failed command left netns %s", h.ContainerNS("c2"))
+			}
+		}, []refusal{
 			{"duplicate name", []string{"network with name n1 already exists"},
 				[]string{"network", "create", o, "--subnet", "10.215.9.0/24", "n1"}},
 			{"rm with active endpoints", []string{"has active endpoints"},
@@ -82,17 +81,7 @@ func TestBadInput(t *testing.T) {
 				[]string{"network", "rm", "-f", "none"}},
 			{"create with a built-in name", []string{"already exists"},
 				[]string{"network", "create", o, "--subnet", "10.215.6.0/24", "bridge"}},
-		}
-		for _, c := range cases {
-			t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-				before := snapshot(t, h, ctrs...)
-				fails(t, h, c.want, c.args...)
-				sameState(t, c.name, before, snapshot(t, h, ctrs...))
-				if netnsExists(h.ContainerNS("c2")) {
-					t.Errorf("failed command left netns %s", h.ContainerNS("c2"))
-				}
-			})
-		}
+		})
 		// The refused addresses are still free: a failed command leaked nothing.
 		createCtr(t, h, "c2", "--network", "n2", "--ip", "10.215.1.5")
 		createNet(t, h, dp, "n3", "--subnet", "10.215.5.0/24")

@@ -86,6 +86,29 @@ func fails(t *testing.T, h *lab.Host, want []string, args ...string) string {
 	return out + errOut
 }
 
+// refusal is a command netd must refuse, its stderr holding each of want.
+type refusal struct {
+	name string
+	want []string
+	args []string
+}
+
+// refuseAll runs each refusal as a subtest that also checks the networks and
+// ctrs are as they were before it, then runs check (if any).
+func refuseAll(t *testing.T, h *lab.Host, ctrs []string, check func(t *testing.T), cases []refusal) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			before := snapshot(t, h, ctrs...)
+			fails(t, h, c.want, c.args...)
+			sameState(t, c.name, before, snapshot(t, h, ctrs...))
+			if check != nil {
+				check(t)
+			}
+		})
+	}
+}
+
 // createNet creates a bridge network on dataplane dp and returns its full ID.
 func createNet(t *testing.T, h *lab.Host, dp, name string, flags ...string) string {
 	t.Helper()

@@ -28,6 +28,9 @@ type Host struct {
 	Socket   string
 	StateDir string
 	LogPath  string
+	// IPNetnsExec starts the daemon with `ip netns exec`, which gives it a
+	// private mount namespace as a user's shell would, instead of nsenter.
+	IPNetnsExec bool
 
 	daemon     *exec.Cmd
 	daemonDone chan struct{}
@@ -82,8 +85,12 @@ func (h *Host) StartDaemon(extra ...string) error {
 	}
 	fmt.Fprintf(logf, "==== %s starting daemon %v\n", time.Now().Format(time.RFC3339Nano), extra)
 	h.lastArgs = append([]string(nil), extra...)
-	full := append([]string{"--net=" + h.NSPath(), "--", h.Lab.bin}, h.DaemonArgs(extra...)...)
-	cmd := exec.Command("nsenter", full...)
+	launcher := []string{"nsenter", "--net=" + h.NSPath(), "--"}
+	if h.IPNetnsExec {
+		launcher = []string{"ip", "netns", "exec", h.NS()}
+	}
+	full := append(append(launcher[1:], h.Lab.bin), h.DaemonArgs(extra...)...)
+	cmd := exec.Command(launcher[0], full...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: Ctrl-C of the demo reaches us, not the daemon,
 	// so cleanup decides how it ends. Pdeathsig kills it if we die; that is
@@ -306,12 +313,14 @@ func (h *Host) runIn(timeout time.Duration, trace bool, stdin, name string, args
 				args = args[2:]
 			}
 		}
-		h.Lab.logf("[%s] $ %s %s\n%s%s(exit %d)\n", h.Node, shown, quoteArgs(args), out.String(), errb.String(), code)
+		h.Lab.logf("[%s] $ %s %s\n%s%s(exit %d)\n", h.Node, shown, ShellJoin(args), out.String(), errb.String(), code)
 	}
 	return out.String(), errb.String(), code
 }
 
-func quoteArgs(args []string) string {
+// ShellJoin joins args into one shell command line, quoting those the shell
+// would split or expand.
+func ShellJoin(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
 		if a == "" || strings.ContainsAny(a, " \t\"'{}$|&;<>*") {

@@ -7,10 +7,7 @@
 package lab
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +21,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netd-dev/netd/api/stringid"
+	"github.com/netd-dev/netd/dataplane/bpffs"
 )
 
 const (
@@ -113,13 +113,13 @@ func newLab(t testing.TB, opts Options) (*Lab, error) {
 	}
 	prefix := opts.Prefix
 	if prefix == "" {
-		prefix = DefaultPrefix + randHex(2)
+		prefix = DefaultPrefix + stringid.RandomHex(4)
 	}
 	// Node names, netns names and bridge-less device names derive from it.
 	if !validName.MatchString(prefix) || len(prefix) > 8 {
 		return nil, fmt.Errorf("invalid lab prefix %q: want [a-z0-9-], at most 8 characters", prefix)
 	}
-	if err := ensureBPFFS(); err != nil {
+	if err := bpffs.Ensure(BPFFSDir); err != nil {
 		return nil, err
 	}
 	bin := opts.NetdBin
@@ -241,7 +241,7 @@ func (l *Lab) MustHost(name string) *Host {
 // gives a the address aAddr and b bAddr (CIDR form). Deleting either
 // namespace deletes the pair, so Close needs no record of it.
 func (l *Lab) Wire(a, b *Host, ifName, aAddr, bAddr string) error {
-	tmpA, tmpB := "ndw"+randHex(4), "ndw"+randHex(4)
+	tmpA, tmpB := "ndw"+stringid.RandomHex(8), "ndw"+stringid.RandomHex(8)
 	// Created directly inside a so the root namespace never holds either end.
 	if _, err := l.run("ip", "-n", a.Node, "link", "add", tmpA, "type", "veth", "peer", "name", tmpB, "netns", b.Node); err != nil {
 		return fmt.Errorf("create wire: %w", err)
@@ -378,51 +378,6 @@ func (l *Lab) logf(format string, args ...any) {
 		l.t.Helper()
 		l.t.Logf(format, args...)
 	}
-}
-
-// ensureBPFFS mounts bpffs at /sys/fs/bpf when nothing is mounted there and
-// creates the netd pin root the daemons share.
-func ensureBPFFS() error {
-	mounted, err := isBPFFS(BPFFSRoot)
-	if err != nil {
-		return err
-	}
-	if !mounted {
-		if err := os.MkdirAll(BPFFSRoot, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", BPFFSRoot, err)
-		}
-		if out, err := exec.Command("mount", "-t", "bpf", "bpf", BPFFSRoot).CombinedOutput(); err != nil {
-			return fmt.Errorf("mount bpffs: %w: %s", err, strings.TrimSpace(string(out)))
-		}
-	}
-	if err := os.MkdirAll(BPFFSDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", BPFFSDir, err)
-	}
-	return nil
-}
-
-func isBPFFS(path string) (bool, error) {
-	f, err := os.Open("/proc/self/mounts")
-	if err != nil {
-		return false, fmt.Errorf("read mounts: %w", err)
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) >= 3 && fields[1] == path && fields[2] == "bpf" {
-			return true, nil
-		}
-	}
-	return false, s.Err()
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("lab: read random: %v", err))
-	}
-	return hex.EncodeToString(b)
 }
 
 // tail returns the last n lines of a file, for failure reports.
