@@ -109,6 +109,13 @@ func ParseHost(host string) (string, error) {
 // Host is the daemon address in unix:///path form.
 func (c *Client) Host() string { return c.host }
 
+// call is do for a request whose 2xx answer is a T.
+func call[T any](ctx context.Context, c *Client, method, path string, query url.Values, body any) (T, error) {
+	var out T
+	err := c.do(ctx, method, path, query, body, &out)
+	return out, err
+}
+
 // do sends one request; body (if any) is JSON-encoded and a 2xx answer is
 // decoded into out (if non-nil).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
@@ -191,9 +198,7 @@ func objPath(kind, idOrName string) string {
 
 // Version asks the daemon who it is.
 func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
-	var v VersionInfo
-	err := c.do(ctx, http.MethodGet, "/version", nil, nil, &v)
-	return v, err
+	return call[VersionInfo](ctx, c, http.MethodGet, "/version", nil, nil)
 }
 
 // NetworkList lists networks matching filters (same key ORed, keys ANDed).
@@ -202,23 +207,17 @@ func (c *Client) NetworkList(ctx context.Context, filters map[string][]string) (
 	if err != nil {
 		return nil, err
 	}
-	var ns []Network
-	err = c.do(ctx, http.MethodGet, "/networks", q, nil, &ns)
-	return ns, err
+	return call[[]Network](ctx, c, http.MethodGet, "/networks", q, nil)
 }
 
 // NetworkCreate creates a network and returns its full ID.
 func (c *Client) NetworkCreate(ctx context.Context, req NetworkCreateRequest) (NetworkCreateResponse, error) {
-	var r NetworkCreateResponse
-	err := c.do(ctx, http.MethodPost, "/networks/create", nil, req, &r)
-	return r, err
+	return call[NetworkCreateResponse](ctx, c, http.MethodPost, "/networks/create", nil, req)
 }
 
 // NetworkInspect returns one network by ID, ID prefix or name.
 func (c *Client) NetworkInspect(ctx context.Context, idOrName string) (Network, error) {
-	var n Network
-	err := c.do(ctx, http.MethodGet, objPath("networks", idOrName), nil, nil, &n)
-	return n, err
+	return call[Network](ctx, c, http.MethodGet, objPath("networks", idOrName), nil, nil)
 }
 
 // NetworkRemove deletes a network.
@@ -228,13 +227,11 @@ func (c *Client) NetworkRemove(ctx context.Context, idOrName string) error {
 
 // NetworksPrune removes unused custom networks matching filters.
 func (c *Client) NetworksPrune(ctx context.Context, filters map[string][]string) (NetworksPruneReport, error) {
-	var r NetworksPruneReport
 	q, err := filterQuery(filters)
 	if err != nil {
-		return r, err
+		return NetworksPruneReport{}, err
 	}
-	err = c.do(ctx, http.MethodPost, "/networks/prune", q, nil, &r)
-	return r, err
+	return call[NetworksPruneReport](ctx, c, http.MethodPost, "/networks/prune", q, nil)
 }
 
 // NetworkConnect attaches a container to a network.
@@ -251,23 +248,17 @@ func (c *Client) NetworkDisconnect(ctx context.Context, network, container strin
 
 // ContainerList lists all containers.
 func (c *Client) ContainerList(ctx context.Context) ([]Container, error) {
-	var cs []Container
-	err := c.do(ctx, http.MethodGet, "/containers", nil, nil, &cs)
-	return cs, err
+	return call[[]Container](ctx, c, http.MethodGet, "/containers", nil, nil)
 }
 
 // ContainerCreate creates a container (a named netns) and attaches it.
 func (c *Client) ContainerCreate(ctx context.Context, req ContainerCreateRequest) (ContainerCreateResponse, error) {
-	var r ContainerCreateResponse
-	err := c.do(ctx, http.MethodPost, "/containers/create", nil, req, &r)
-	return r, err
+	return call[ContainerCreateResponse](ctx, c, http.MethodPost, "/containers/create", nil, req)
 }
 
 // ContainerInspect returns one container by ID, ID prefix or name.
 func (c *Client) ContainerInspect(ctx context.Context, idOrName string) (Container, error) {
-	var ct Container
-	err := c.do(ctx, http.MethodGet, objPath("containers", idOrName), nil, nil, &ct)
-	return ct, err
+	return call[Container](ctx, c, http.MethodGet, objPath("containers", idOrName), nil, nil)
 }
 
 // ContainerRemove deletes a container, its endpoints and its netns.
@@ -281,21 +272,15 @@ func (c *Client) ContainerRemove(ctx context.Context, idOrName string, force boo
 
 // DataplaneStatus returns attached eBPF programs and endpoint counters.
 func (c *Client) DataplaneStatus(ctx context.Context) (DataplaneStatus, error) {
-	var s DataplaneStatus
-	err := c.do(ctx, http.MethodGet, "/dataplane", nil, nil, &s)
-	return s, err
+	return call[DataplaneStatus](ctx, c, http.MethodGet, "/dataplane", nil, nil)
 }
 
 // SystemCheck compares the daemon's records with the kernel.
 func (c *Client) SystemCheck(ctx context.Context) (SystemCheck, error) {
-	var s SystemCheck
-	err := c.do(ctx, http.MethodGet, "/system/check", nil, nil, &s)
-	return s, err
+	return call[SystemCheck](ctx, c, http.MethodGet, "/system/check", nil, nil)
 }
 
 // SystemPrune removes the node's kernel objects that have no record.
 func (c *Client) SystemPrune(ctx context.Context) (SystemPruneReport, error) {
-	var r SystemPruneReport
-	err := c.do(ctx, http.MethodPost, "/system/prune", nil, nil, &r)
-	return r, err
+	return call[SystemPruneReport](ctx, c, http.MethodPost, "/system/prune", nil, nil)
 }

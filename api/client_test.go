@@ -5,36 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/netd-dev/netd/api/apitest"
 )
 
 // serve starts h on a fresh unix socket and returns a client for it.
 func serve(t *testing.T, h http.Handler) *Client {
 	t.Helper()
-	// t.TempDir can exceed the 108-byte sun_path limit; keep it short.
-	dir, err := os.MkdirTemp("", "ndc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "s")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener = l
-	srv.Start()
-	t.Cleanup(srv.Close)
-	c, err := NewClient("unix://" + sock)
+	c, err := NewClient(apitest.Serve(t, h))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,12 +67,7 @@ func (m *Manager) findContainer(ref string) (*ContainerRecord, error) {
 			return c, nil
 		}
 	}
-	var found []*ContainerRecord
-	for _, c := range m.containers {
-		if strings.HasPrefix(c.ID, ref) {
-			found = append(found, c)
-		}
-	}
+	found := withIDPrefix(m.containers, ref)
 	switch len(found) {
 	case 0:
 		return nil, errNotFound("No such container: %s", ref)
@@ -275,6 +270,15 @@ func (m *Manager) unplug(ctx context.Context, a attached) error {
 		return fmt.Errorf("delete endpoint on %s: %w", a.n.Name, err)
 	}
 	return nil
+}
+
+// detach unplugs ep of c from n.
+func (m *Manager) detach(ctx context.Context, n *NetworkRecord, ep *EndpointRecord, c *ContainerRecord) error {
+	a, err := m.attachment(n, ep, c)
+	if err != nil {
+		return err
+	}
+	return m.unplug(ctx, a)
 }
 
 func (m *Manager) containerNetworks(id string) []*NetworkRecord {
@@ -527,11 +531,7 @@ func (m *Manager) Disconnect(ctx context.Context, netRef string, req api.Network
 	if ep == nil {
 		return errConflict("container %s is not connected to network %s", c.ID, n.Name)
 	}
-	a, err := m.attachment(n, ep, c)
-	if err == nil {
-		err = m.unplug(ctx, a)
-	}
-	if err != nil {
+	if err := m.detach(ctx, n, ep, c); err != nil {
 		if !req.Force {
 			return err
 		}
@@ -590,10 +590,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 	}
 	for _, ep := range slices.Backward(m.containerEndpoints(c.ID)) {
 		n := m.networks[ep.NetworkID]
-		a, err := m.attachment(n, ep, c)
-		if err == nil {
-			err = m.unplug(ctx, a)
-		}
+		err := m.detach(ctx, n, ep, c)
 		if err != nil && !force {
 			return fmt.Errorf("remove container %s: %w", c.Name, err)
 		}

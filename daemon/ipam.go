@@ -245,6 +245,9 @@ func NextFreeSubnet(pools []AddressPool, used, avoid []netip.Prefix) (netip.Pref
 			taken = append(taken, p.Masked())
 		}
 	}
+	// Sorted by first address, a candidate is compared only with the taken
+	// prefixes that start before it ends: creates stay flat at 1,000 networks.
+	slices.SortFunc(taken, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	for _, pool := range pools {
 		base := pool.Base.Masked()
 		if !base.Addr().Is4() || pool.Size < base.Bits() || pool.Size > 32 {
@@ -252,13 +255,20 @@ func NextFreeSubnet(pools []AddressPool, used, avoid []netip.Prefix) (netip.Pref
 		}
 		last := lastAddr(base)
 		addr := base.Addr()
+		lo := 0 // taken[:lo] all end before the current candidate
 		// Each pass either returns or jumps past a taken prefix, so the loop
 		// runs at most len(taken)+1 times per pool.
 		for range len(taken) + 1 {
 			cand := netip.PrefixFrom(addr, pool.Size)
 			end := lastAddr(cand)
+			for lo < len(taken) && lastAddr(taken[lo]).Less(cand.Addr()) {
+				lo++
+			}
 			clash := false
-			for _, t := range taken {
+			for _, t := range taken[lo:] {
+				if lastAddr(cand).Less(t.Addr()) {
+					break // this and every later one start after the candidate
+				}
 				if t.Overlaps(cand) {
 					clash = true
 					if le := lastAddr(t); end.Less(le) {

@@ -269,12 +269,7 @@ func (m *Manager) findNetwork(ref string) (*NetworkRecord, error) {
 	if n := m.networkByName(ref); n != nil {
 		return n, nil
 	}
-	var found []*NetworkRecord
-	for _, n := range m.networks {
-		if strings.HasPrefix(n.ID, ref) {
-			found = append(found, n)
-		}
-	}
+	found := withIDPrefix(m.networks, ref)
 	switch len(found) {
 	case 0:
 		return nil, errNotFound("network %s not found", ref)
@@ -283,6 +278,17 @@ func (m *Manager) findNetwork(ref string) (*NetworkRecord, error) {
 	default:
 		return nil, errInvalid("network %s is ambiguous (%d matches found based on ID prefix)", ref, len(found))
 	}
+}
+
+// withIDPrefix lists the objects (keyed by full ID) whose ID starts with ref.
+func withIDPrefix[T any](byID map[string]*T, ref string) []*T {
+	var found []*T
+	for id, o := range byID {
+		if strings.HasPrefix(id, ref) {
+			found = append(found, o)
+		}
+	}
+	return found
 }
 
 func (m *Manager) networkByName(name string) *NetworkRecord {

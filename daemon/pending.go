@@ -170,12 +170,10 @@ func (m *Manager) undoPending(ctx context.Context, p *pendingRecord, pendingNets
 	if n == nil {
 		return nil // its network is gone and took the endpoint's links along
 	}
-	d, err := m.driver(n.Driver)
+	a, err := m.attachment(n, ep, &ContainerRecord{ID: ep.ContainerID, Sandbox: p.Sandbox})
 	if err != nil {
 		return err
 	}
 	m.log.Info("undoing interrupted endpoint create", "endpoint", ep.HostIfName, "network", n.Name)
-	c := &ContainerRecord{ID: ep.ContainerID, Sandbox: p.Sandbox}
-	a := attached{n: networkConfig(n), ep: m.endpointConfig(n, ep, c), drv: d}
 	return m.unplug(ctx, a)
 }

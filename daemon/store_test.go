@@ -199,6 +199,22 @@ func sameRecords(a, b *State) bool {
 		reflect.DeepEqual(a.Containers, b.Containers) && reflect.DeepEqual(a.Sandboxes, b.Sandboxes) && len(b.Bad) == 0
 }
 
+// loadRecords opens the database at path and returns what it holds; what
+// names it when it cannot.
+func loadRecords(t *testing.T, what, path string) *State {
+	t.Helper()
+	s, err := OpenStore(path)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer s.Close()
+	st, err := s.Load()
+	if err != nil {
+		t.Fatalf("%s: load: %v", what, err)
+	}
+	return st
+}
+
 // TestStoreDamagedFile: truncated, overwritten and zeroed files are refused
 // with a DamagedError or, where the damage hit no page in use, load in full;
 // never a panic or a fault (which would kill this test binary).
@@ -308,20 +324,14 @@ func TestStoreRolledBack(t *testing.T) {
 	}
 	// The older header zeroed: bbolt uses the newest, nothing is lost.
 	p = damagedCopy(t, path, zeroMeta(1-newest))
-	s, err := OpenStore(p)
-	if err != nil {
-		t.Fatalf("older header zeroed: %v", err)
-	}
-	st, _ := s.Load()
-	if !sameRecords(want, st) {
+	if !sameRecords(want, loadRecords(t, "older header zeroed", p)) {
 		t.Error("older header zeroed: records lost")
 	}
-	s.Close()
 	// Without a record (a netd that never wrote one) the rollback cannot be
 	// told from a crash during a commit: it opens on the older transaction.
 	p = damagedCopy(t, path, zeroMeta(newest))
 	os.Remove(p + txidSuffix)
-	s, err = OpenStore(p)
+	s, err := OpenStore(p)
 	if err != nil {
 		t.Fatalf("no txid record: %v", err)
 	}
@@ -420,15 +430,9 @@ func TestStoreLastGoodAndRestore(t *testing.T) {
 	if b, _ := os.ReadFile(path); !bytes.Equal(b, good) {
 		t.Error("restored database is not the last good copy")
 	}
-	s, err := OpenStore(path)
-	if err != nil {
-		t.Fatalf("open restored database: %v", err)
-	}
-	st, _ := s.Load()
-	if !sameRecords(want, st) {
+	if !sameRecords(want, loadRecords(t, "open restored database", path)) {
 		t.Error("restored database lost records")
 	}
-	s.Close()
 
 	// A second restore in the same second keeps both moved files.
 	r2, err := RestoreState(dir, now)

@@ -283,11 +283,11 @@ func networkPruneCommand() *cli.Command {
 		OnUsageError: usageError,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "filter", Usage: "Provide filter values (e.g. 'until=<timestamp>')"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Do not prompt for confirmation"},
+			confirmFlag(),
 		},
 		Action: daemonAction(func(c *cli.Context) (map[string][]string, error) {
 			filters, err := checkFilters(c)
-			if err == nil && !c.Bool("force") && !confirm(c.App.Reader, c.App.Writer, pruneWarning) {
+			if err == nil && !confirmed(c, pruneWarning) {
 				return nil, errSkip
 			}
 			return filters, err
@@ -304,8 +304,18 @@ func networkPruneCommand() *cli.Command {
 	}
 }
 
-// confirm asks a y/N question; anything but y/yes is no.
-func confirm(in io.Reader, out io.Writer, question string) bool {
+// confirmFlag is the --force of a command that asks with confirmed.
+func confirmFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Do not prompt for confirmation"}
+}
+
+// confirmed is true with --force; else it asks a y/N question, and
+// anything but y/yes is no.
+func confirmed(c *cli.Context, question string) bool {
+	if c.Bool("force") {
+		return true
+	}
+	in, out := c.App.Reader, c.App.Writer
 	fmt.Fprintf(out, "%s [y/N] ", question)
 	if in == nil {
 		fmt.Fprintln(out)

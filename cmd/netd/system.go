@@ -42,13 +42,13 @@ func systemCommand() *cli.Command {
 			Usage:        "Remove kernel objects of this node that have no record in the daemon (orphans)",
 			OnUsageError: usageError,
 			Flags: []cli.Flag{
-				&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Do not prompt for confirmation"},
+				confirmFlag(),
 			},
 			Action: daemonAction(func(c *cli.Context) (struct{}, error) {
 				if err := noArgs(c); err != nil {
 					return struct{}{}, err
 				}
-				if !c.Bool("force") && !confirm(c.App.Reader, c.App.Writer, systemPruneWarning) {
+				if !confirmed(c, systemPruneWarning) {
 					return struct{}{}, errSkip
 				}
 				return struct{}{}, nil

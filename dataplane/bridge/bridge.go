@@ -117,6 +117,15 @@ type network struct {
 	State
 }
 
+// begin is the prologue of every per-network method: a cancelled
+// request does nothing, and the network's state must decode.
+func (d *Driver) begin(ctx context.Context, cfg *dataplane.NetworkConfig) (*network, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return d.decode(cfg)
+}
+
 func (d *Driver) decode(n *dataplane.NetworkConfig) (*network, error) {
 	s, err := StateOf(n)
 	if err != nil {
@@ -231,10 +240,7 @@ func randomMAC() (net.HardwareAddr, error) {
 
 // CreateNetwork implements dataplane.Driver.
 func (d *Driver) CreateNetwork(ctx context.Context, cfg *dataplane.NetworkConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := d.decode(cfg)
+	n, err := d.begin(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -349,10 +355,7 @@ func (d *Driver) enableForwarding() error {
 
 // DeleteNetwork implements dataplane.Driver.
 func (d *Driver) DeleteNetwork(ctx context.Context, cfg *dataplane.NetworkConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := d.decode(cfg)
+	n, err := d.begin(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -413,10 +416,7 @@ func tempPeerName(ep *dataplane.EndpointConfig) string {
 // CreateEndpoint implements dataplane.Driver: a veth pair whose host side is
 // enslaved to the bridge and up; the other side waits for Join.
 func (d *Driver) CreateEndpoint(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := d.decode(cfg)
+	n, err := d.begin(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -530,10 +530,7 @@ func isPeer(l, host netlink.Link) bool {
 
 // Join implements dataplane.Driver.
 func (d *Driver) Join(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := d.decode(cfg)
+	n, err := d.begin(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -689,10 +686,7 @@ func disableIPv6(nsPath, ifname string) error {
 
 // Leave implements dataplane.Driver: deleting the host side removes both ends.
 func (d *Driver) Leave(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := d.decode(cfg)
+	n, err := d.begin(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -717,10 +711,7 @@ func (d *Driver) Leave(ctx context.Context, cfg *dataplane.NetworkConfig, ep *da
 
 // DeleteEndpoint implements dataplane.Driver: it makes sure the veth is gone.
 func (d *Driver) DeleteEndpoint(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := d.decode(cfg)
+	n, err := d.begin(ctx, cfg)
 	if err != nil {
 		return err
 	}

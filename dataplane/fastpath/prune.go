@@ -59,17 +59,8 @@ func (e *EBPF) Prune(keep map[string]int) error {
 	}
 
 	for _, m := range []*ebpf.Map{e.maps.NetdIfaces, e.maps.NetdCounters} {
-		keys, err := mapKeys[uint32](m)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		var stale []uint32
-		for _, ifindex := range keys {
-			if !liveIf[ifindex] {
-				stale = append(stale, ifindex)
-			}
-		}
-		errs = append(errs, deleteKeys(m, stale)...)
+		_, ers := pruneKeys(m, liveIf)
+		errs = append(errs, ers...)
 	}
 
 	var (
@@ -94,17 +85,8 @@ func (e *EBPF) Prune(keep map[string]int) error {
 	}
 	errs = append(errs, deleteKeys(e.maps.NetdEndpoints, staleE)...)
 
-	netKeys, err := mapKeys[uint32](e.maps.NetdNetworks)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	var staleN []uint32
-	for _, netIndex := range netKeys {
-		if !liveNet[netIndex] {
-			staleN = append(staleN, netIndex)
-		}
-	}
-	errs = append(errs, deleteKeys(e.maps.NetdNetworks, staleN)...)
+	staleN, ers := pruneKeys(e.maps.NetdNetworks, liveNet)
+	errs = append(errs, ers...)
 
 	var (
 		sk     fastpathSubnetKey
@@ -126,6 +108,23 @@ func (e *EBPF) Prune(keep map[string]int) error {
 		e.logger.Info("prune: removed stale eBPF map entries", "endpoints", len(staleE), "networks", len(staleN), "subnets", len(staleS))
 	}
 	return errors.Join(errs...)
+}
+
+// pruneKeys deletes the keys of a map keyed by uint32 that live does not
+// hold, and returns them.
+func pruneKeys(m *ebpf.Map, live map[uint32]bool) ([]uint32, []error) {
+	keys, err := mapKeys[uint32](m)
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var stale []uint32
+	for _, k := range keys {
+		if !live[k] {
+			stale = append(stale, k)
+		}
+	}
+	return stale, append(errs, deleteKeys(m, stale)...)
 }
 
 // mapKeys lists a map's keys; it walks with NextKey because iterating

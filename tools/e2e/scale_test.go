@@ -120,6 +120,7 @@ func TestScaleManyNetworks(t *testing.T) {
 		mustPing(t, h, "c1", gw)
 		mustPing(t, h, "c1", ctrIP(t, h, "c2", last))
 		mustNotPing(t, h, "c1", ctrIP(t, h, "far", first))
+		ok(t, h, "system", "check") // 150 networks' bridges, veths and firewall entries as recorded
 
 		rules := ruleset(t, h)
 		for _, i := range []int{0, scaleNetworks / 2, scaleNetworks - 1} {

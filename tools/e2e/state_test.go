@@ -118,6 +118,7 @@ func TestStateDamagedDatabase(t *testing.T) {
 		}
 		sameState(t, d.name+" and restore-state", before, snapshot(t, h, "ca", "cb"))
 		mustPing(t, h, "ca", ipB)
+		ok(t, h, "system", "check")
 	}
 	// Refused while the daemon runs: it holds the state dir.
 	fails(t, h, []string{"another netd daemon", h.StateDir}, "daemon", "restore-state", "--state-dir", h.StateDir)
