@@ -30,7 +30,7 @@ func run(app *cli.App, args []string) int {
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                      "netd",
 		Usage:                     "Docker-style networks for network namespaces, with an eBPF fast path",
 		Version:                   buildinfo.Version,
@@ -60,6 +60,18 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			versionCommand(),
 		},
 	}
+	// Every command reports bad usage as docker does (exit 125, "See --help").
+	var docker func([]*cli.Command)
+	docker = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.OnUsageError == nil {
+				c.OnUsageError = usageError
+			}
+			docker(c.Subcommands)
+		}
+	}
+	docker(app.Commands)
+	return app
 }
 
 // newClient is the one place commands get their API client from.

@@ -91,10 +91,9 @@ func argsUsage(kind string) string {
 // inspectCommand is `netd <kind> inspect`, looking every name up with get.
 func inspectCommand[T any](kind string, get func(*api.Client, context.Context, string) (T, error)) *cli.Command {
 	return &cli.Command{
-		Name:         "inspect",
-		Usage:        "Display detailed information on one or more " + kind + "s",
-		ArgsUsage:    argsUsage(kind),
-		OnUsageError: usageError,
+		Name:      "inspect",
+		Usage:     "Display detailed information on one or more " + kind + "s",
+		ArgsUsage: argsUsage(kind),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Format output using a custom template: 'json', 'TEMPLATE'"},
 		},
@@ -147,11 +146,10 @@ func inspectEach[T any](c *cli.Context, kind string, names []string, get func(st
 // rmCommand is `netd <kind> rm`; with --force a name not found is no error.
 func rmCommand(kind, forceUsage string, rm func(cl *api.Client, ctx context.Context, name string, force bool) error) *cli.Command {
 	return &cli.Command{
-		Name:         "rm",
-		Aliases:      []string{"remove"},
-		Usage:        "Remove one or more " + kind + "s",
-		ArgsUsage:    argsUsage(kind),
-		OnUsageError: usageError,
+		Name:      "rm",
+		Aliases:   []string{"remove"},
+		Usage:     "Remove one or more " + kind + "s",
+		ArgsUsage: argsUsage(kind),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: forceUsage},
 		},

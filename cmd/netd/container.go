@@ -93,11 +93,10 @@ func checkCreate(count func(*cli.Context) error) func(*cli.Context) (api.Contain
 
 func containerCreateCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "create",
-		Usage:        "Create a new container",
-		ArgsUsage:    "NAME",
-		OnUsageError: usageError,
-		Flags:        containerCreateFlags(),
+		Name:      "create",
+		Usage:     "Create a new container",
+		ArgsUsage: "NAME",
+		Flags:     containerCreateFlags(),
 		Action: daemonAction(checkCreate(exactArgs(1)), func(c *cli.Context, cl *api.Client, req api.ContainerCreateRequest) error {
 			resp, err := cl.ContainerCreate(c.Context, req)
 			if err != nil {
@@ -119,11 +118,10 @@ func commandArgs(c *cli.Context) error {
 
 func containerRunCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "run",
-		Usage:        "Create a new container and run a command in it (the container is kept)",
-		ArgsUsage:    "NAME -- COMMAND [ARG...]",
-		OnUsageError: usageError,
-		Flags:        containerCreateFlags(),
+		Name:      "run",
+		Usage:     "Create a new container and run a command in it (the container is kept)",
+		ArgsUsage: "NAME -- COMMAND [ARG...]",
+		Flags:     containerCreateFlags(),
 		Action: daemonAction(checkCreate(commandArgs), func(c *cli.Context, cl *api.Client, req api.ContainerCreateRequest) error {
 			if _, err := cl.ContainerCreate(c.Context, req); err != nil {
 				return err
@@ -135,21 +133,19 @@ func containerRunCommand() *cli.Command {
 
 func containerExecCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "exec",
-		Usage:        "Run a command in a container's network namespace",
-		ArgsUsage:    "CONTAINER -- COMMAND [ARG...]",
-		OnUsageError: usageError,
-		Action:       argsAction(commandArgs, execIn),
+		Name:      "exec",
+		Usage:     "Run a command in a container's network namespace",
+		ArgsUsage: "CONTAINER -- COMMAND [ARG...]",
+		Action:    argsAction(commandArgs, execIn),
 	}
 }
 
 func containerLsCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "ls",
-		Aliases:      []string{"list", "ps"},
-		Usage:        "List containers",
-		OnUsageError: usageError,
-		Flags:        lsFlags("container"),
+		Name:    "ls",
+		Aliases: []string{"list", "ps"},
+		Usage:   "List containers",
+		Flags:   lsFlags("container"),
 		Action: argsAction(noArgs, func(c *cli.Context, cl *api.Client) error {
 			cts, err := cl.ContainerList(c.Context)
 			if err != nil {

@@ -21,10 +21,9 @@ import (
 func daemonCommand() *cli.Command {
 	host, _ := os.Hostname()
 	return &cli.Command{
-		Name:         "daemon",
-		Usage:        "Run the netd daemon",
-		OnUsageError: usageError,
-		Subcommands:  []*cli.Command{restoreStateCommand()},
+		Name:        "daemon",
+		Usage:       "Run the netd daemon",
+		Subcommands: []*cli.Command{restoreStateCommand()},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"NETD_SOCKET"}, Usage: "unix socket to serve the API on"},
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/netd", EnvVars: []string{"NETD_STATE_DIR"}, Usage: "directory of the state database"},
@@ -84,9 +83,8 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 // with the daemon stopped; the damaged file is moved aside, never deleted.
 func restoreStateCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "restore-state",
-		Usage:        "With the daemon stopped, move a damaged state database aside and restore its last good copy",
-		OnUsageError: usageError,
+		Name:  "restore-state",
+		Usage: "With the daemon stopped, move a damaged state database aside and restore its last good copy",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/netd", EnvVars: []string{"NETD_STATE_DIR"}, Usage: "directory of the state database"},
 		},

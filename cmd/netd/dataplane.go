@@ -18,10 +18,9 @@ import (
 func dataplaneCommand() *cli.Command {
 	show := dataplaneShowCommand()
 	return &cli.Command{
-		Name:         "dataplane",
-		Usage:        "Show the eBPF dataplane: attached programs and endpoint counters",
-		OnUsageError: usageError,
-		Flags:        dataplaneShowCommand().Flags, // own copies: urfave flags keep parse state
+		Name:  "dataplane",
+		Usage: "Show the eBPF dataplane: attached programs and endpoint counters",
+		Flags: dataplaneShowCommand().Flags, // own copies: urfave flags keep parse state
 		// Bare `netd dataplane` is `netd dataplane show`.
 		Action:      show.Action,
 		Subcommands: []*cli.Command{show},
@@ -30,9 +29,8 @@ func dataplaneCommand() *cli.Command {
 
 func dataplaneShowCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "show",
-		Usage:        "Show attached programs and per-endpoint counters",
-		OnUsageError: usageError,
+		Name:  "show",
+		Usage: "Show attached programs and per-endpoint counters",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Usage: "Format output: 'json' or a Go template over the status"},
 		},

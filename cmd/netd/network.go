@@ -45,10 +45,9 @@ func networkCommand() *cli.Command {
 
 func networkLsCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "ls",
-		Aliases:      []string{"list"},
-		Usage:        "List networks",
-		OnUsageError: usageError,
+		Name:    "ls",
+		Aliases: []string{"list"},
+		Usage:   "List networks",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "filter", Aliases: []string{"f"}, Usage: "Provide filter values (e.g. 'driver=bridge')"},
 		}, lsFlags("network")...),
@@ -103,10 +102,9 @@ func writeNetworks(w io.Writer, nets []api.Network, format string, quiet, noTrun
 
 func networkCreateCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "create",
-		Usage:        "Create a network",
-		ArgsUsage:    "NETWORK",
-		OnUsageError: usageError,
+		Name:      "create",
+		Usage:     "Create a network",
+		ArgsUsage: "NETWORK",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "driver", Aliases: []string{"d"}, Value: "bridge", Usage: "Driver to manage the Network"},
 			&cli.StringSliceFlag{Name: "subnet", Usage: "Subnet in CIDR format that represents a network segment"},
@@ -278,9 +276,8 @@ const pruneWarning = "WARNING! This will remove all custom networks not used by 
 
 func networkPruneCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "prune",
-		Usage:        "Remove all unused networks",
-		OnUsageError: usageError,
+		Name:  "prune",
+		Usage: "Remove all unused networks",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "filter", Usage: "Provide filter values (e.g. 'until=<timestamp>')"},
 			confirmFlag(),
@@ -328,10 +325,9 @@ func confirmed(c *cli.Context, question string) bool {
 
 func networkConnectCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "connect",
-		Usage:        "Connect a container to a network",
-		ArgsUsage:    "NETWORK CONTAINER",
-		OnUsageError: usageError,
+		Name:      "connect",
+		Usage:     "Connect a container to a network",
+		ArgsUsage: "NETWORK CONTAINER",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ip", Usage: "IPv4 address (e.g., \"172.30.100.104\")"},
 			&cli.StringSliceFlag{Name: "alias", Usage: "Add network-scoped alias for the container"},
@@ -366,10 +362,9 @@ func endpointSettings(ip, mac string, aliases []string) (*api.EndpointSettings, 
 
 func networkDisconnectCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "disconnect",
-		Usage:        "Disconnect a container from a network",
-		ArgsUsage:    "NETWORK CONTAINER",
-		OnUsageError: usageError,
+		Name:      "disconnect",
+		Usage:     "Disconnect a container from a network",
+		ArgsUsage: "NETWORK CONTAINER",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Force the container to disconnect from a network"},
 		},

@@ -17,9 +17,8 @@ const systemPruneWarning = "WARNING! This will remove every bridge, veth, networ
 func systemCommand() *cli.Command {
 	return groupCommand("system", "Check and repair this node's kernel state against the daemon's records",
 		&cli.Command{
-			Name:         "check",
-			Usage:        "Compare the daemon's records with the kernel; exit 1 on any drift",
-			OnUsageError: usageError,
+			Name:  "check",
+			Usage: "Compare the daemon's records with the kernel; exit 1 on any drift",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Format output: 'json'"},
 			},
@@ -38,9 +37,8 @@ func systemCommand() *cli.Command {
 			}),
 		},
 		&cli.Command{
-			Name:         "prune",
-			Usage:        "Remove kernel objects of this node that have no record in the daemon (orphans)",
-			OnUsageError: usageError,
+			Name:  "prune",
+			Usage: "Remove kernel objects of this node that have no record in the daemon (orphans)",
 			Flags: []cli.Flag{
 				confirmFlag(),
 			},

@@ -30,9 +30,8 @@ type versionReport struct {
 
 func versionCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "version",
-		Usage:        "Show the netd version information",
-		OnUsageError: usageError,
+		Name:  "version",
+		Usage: "Show the netd version information",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "Format output using a custom template: 'json', 'TEMPLATE'"},
 		},

@@ -240,22 +240,29 @@ func (t *nftTables) dropChain(ch *nftables.Chain) {
 }
 
 func (t *nftTables) addElems(s *nftables.Set, els []nftables.SetElement) error {
-	for len(els) > 0 {
-		n := min(len(els), nftMaxElems)
-		if err := t.c.SetAddElements(s, els[:n]); err != nil {
+	return t.chunked(els, func(part []nftables.SetElement) error {
+		if err := t.c.SetAddElements(s, part); err != nil {
 			return fmt.Errorf("add elements to nftables set %s: %w", s.Name, err)
 		}
-		t.msgs++
-		els = els[n:]
-	}
-	return nil
+		return nil
+	})
 }
 
 func (t *nftTables) delElems(s *nftables.Set, els []nftables.SetElement) error {
+	return t.chunked(els, func(part []nftables.SetElement) error {
+		if err := t.c.SetDeleteElements(s, part); err != nil {
+			return fmt.Errorf("delete elements from nftables set %s: %w", s.Name, err)
+		}
+		return nil
+	})
+}
+
+// chunked queues els in messages of at most nftMaxElems elements.
+func (t *nftTables) chunked(els []nftables.SetElement, queue func([]nftables.SetElement) error) error {
 	for len(els) > 0 {
 		n := min(len(els), nftMaxElems)
-		if err := t.c.SetDeleteElements(s, els[:n]); err != nil {
-			return fmt.Errorf("delete elements from nftables set %s: %w", s.Name, err)
+		if err := queue(els[:n]); err != nil {
+			return err
 		}
 		t.msgs++
 		els = els[n:]

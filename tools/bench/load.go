@@ -112,14 +112,9 @@ func runLoadRecv(args []string) int {
 		fmt.Fprintln(os.Stderr, "load-recv: bad --batch, --idle or --max")
 		return 2
 	}
-	laddr, err := net.ResolveUDPAddr("udp4", *listen)
+	conn, err := listenUDP(*listen)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "resolve listen address:", err)
-		return 1
-	}
-	conn, err := net.ListenUDP("udp4", laddr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "listen udp:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer conn.Close()
@@ -179,14 +174,9 @@ func runPongServer(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	laddr, err := net.ResolveUDPAddr("udp4", *listen)
+	conn, err := listenUDP(*listen)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "resolve listen address:", err)
-		return 1
-	}
-	conn, err := net.ListenUDP("udp4", laddr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "listen udp:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer conn.Close()
@@ -292,4 +282,17 @@ func readReady(r *bufio.Reader) error {
 		return fmt.Errorf("unexpected server output %q", line)
 	}
 	return nil
+}
+
+// listenUDP binds the IPv4 UDP socket of a receiving load tool.
+func listenUDP(listen string) (*net.UDPConn, error) {
+	laddr, err := net.ResolveUDPAddr("udp4", listen)
+	if err != nil {
+		return nil, fmt.Errorf("resolve listen address: %w", err)
+	}
+	conn, err := net.ListenUDP("udp4", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen udp: %w", err)
+	}
+	return conn, nil
 }

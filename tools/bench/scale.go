@@ -97,16 +97,9 @@ func (s *scaleRun) run(ctx context.Context, counts []int) ([]ScaleStat, error) {
 }
 
 func (s *scaleRun) up() error {
-	if _, err := os.Stat(s.netdBin); err != nil {
-		return fmt.Errorf("find netd binary (--netd or NETD_BIN): %w", err)
-	}
-	l, err := lab.New(nil, lab.Options{Prefix: s.prefix, NetdBin: s.netdBin, LogLevel: "info"})
-	if err != nil {
-		return fmt.Errorf("create lab: %w", err)
-	}
-	s.lab = l
-	if s.host, err = l.Host(s.dataplane); err != nil {
-		return fmt.Errorf("create lab host: %w", err)
+	var err error
+	if s.lab, s.host, err = benchHost(s.netdBin, s.prefix, s.dataplane); err != nil {
+		return err
 	}
 	if err := s.host.StartDaemon("--dataplane", s.dataplane, "--default-address-pool", scalePool); err != nil {
 		return err

@@ -199,16 +199,9 @@ func (s *netdSetup) netd(args ...string) error {
 }
 
 func (s *netdSetup) Up(ctx context.Context) error {
-	if _, err := os.Stat(s.netdBin); err != nil {
-		return fmt.Errorf("find netd binary (--netd or NETD_BIN): %w", err)
-	}
-	l, err := lab.New(nil, lab.Options{Prefix: s.prefix, NetdBin: s.netdBin, LogLevel: "info"})
-	if err != nil {
-		return fmt.Errorf("create lab: %w", err)
-	}
-	s.lab = l
-	if s.host, err = l.Host(s.dataplane); err != nil {
-		return fmt.Errorf("create lab host: %w", err)
+	var err error
+	if s.lab, s.host, err = benchHost(s.netdBin, s.prefix, s.dataplane); err != nil {
+		return err
 	}
 	if err := s.host.StartDaemon("--dataplane", s.dataplane); err != nil {
 		return err
@@ -320,4 +313,21 @@ func (s *netdSetup) Down() {
 	if err := s.lab.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "cleanup %s: %v\n", s.dataplane, err)
 	}
+}
+
+// benchHost makes a lab with one host named after the dataplane, for a
+// daemon the caller starts.
+func benchHost(netdBin, prefix, dataplane string) (*lab.Lab, *lab.Host, error) {
+	if _, err := os.Stat(netdBin); err != nil {
+		return nil, nil, fmt.Errorf("find netd binary (--netd or NETD_BIN): %w", err)
+	}
+	l, err := lab.New(nil, lab.Options{Prefix: prefix, NetdBin: netdBin, LogLevel: "info"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create lab: %w", err)
+	}
+	h, err := l.Host(dataplane)
+	if err != nil {
+		return l, nil, fmt.Errorf("create lab host: %w", err)
+	}
+	return l, h, nil
 }
