@@ -411,7 +411,7 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 // networks and keeps the state it returns in rec.
 func (m *Manager) validateNetwork(d dataplane.Driver, rec *NetworkRecord) error {
 	var others []*dataplane.NetworkConfig
-	for _, o := range m.sortedNetworks() {
+	for _, o := range m.networks { // no order needed: names a driver checks are unique
 		if o.Driver == rec.Driver {
 			others = append(others, networkConfig(o))
 		}

@@ -79,7 +79,7 @@ func systemCommand() *cli.Command {
 
 func writeCheck(w io.Writer, rep api.SystemCheck, format string) error {
 	switch format {
-	case "json":
+	case jsonFormatKey:
 		return json.NewEncoder(w).Encode(rep)
 	case "", tableFormatKey:
 		if len(rep.Drifts) == 0 {

@@ -520,6 +520,21 @@ func (d *Driver) removePort(n *network, port string) error {
 	return nil
 }
 
+// openSandbox opens the container netns at path and a netlink handle in it;
+// the caller closes both.
+func openSandbox(path string) (netns.NsHandle, *netlink.Handle, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return ns, nil, fmt.Errorf("open sandbox %s: %w", path, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return ns, nil, fmt.Errorf("netlink handle in %s: %w", path, err)
+	}
+	return ns, h, nil
+}
+
 // isPeer reports whether l (in the sandbox) is the other end of veth host.
 func isPeer(l, host netlink.Link) bool {
 	if _, ok := l.(*netlink.Veth); !ok {
@@ -547,15 +562,11 @@ func (d *Driver) Join(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dat
 	if host == nil {
 		return fmt.Errorf("join: veth %s not found", ep.HostIfName)
 	}
-	sbns, err := netns.GetFromPath(ep.SandboxPath)
+	sbns, sh, err := openSandbox(ep.SandboxPath)
 	if err != nil {
-		return fmt.Errorf("open sandbox %s: %w", ep.SandboxPath, err)
+		return err
 	}
 	defer sbns.Close()
-	sh, err := netlink.NewHandleAt(sbns)
-	if err != nil {
-		return fmt.Errorf("netlink handle in %s: %w", ep.SandboxPath, err)
-	}
 	defer sh.Close()
 
 	l, err := nlutil.LinkByNameOpt(sh, ep.IfName)

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/dataplane/fastpath"
@@ -156,15 +155,11 @@ func (d *Driver) checkEndpoint(n *network, ep *dataplane.EndpointConfig, host, b
 
 // checkContainerSide looks at the veth's other end inside the sandbox.
 func checkContainerSide(n *network, ep *dataplane.EndpointConfig, host netlink.Link) []string {
-	sbns, err := netns.GetFromPath(ep.SandboxPath)
+	sbns, sh, err := openSandbox(ep.SandboxPath)
 	if err != nil {
-		return []string{fmt.Sprintf("sandbox %s cannot be opened: %v", ep.SandboxPath, err)}
+		return []string{err.Error()}
 	}
 	defer sbns.Close()
-	sh, err := netlink.NewHandleAt(sbns)
-	if err != nil {
-		return []string{fmt.Sprintf("netlink in %s: %v", ep.SandboxPath, err)}
-	}
 	defer sh.Close()
 	l, err := nlutil.LinkByNameOpt(sh, ep.IfName)
 	if err != nil {

@@ -9,18 +9,6 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// networkInfo is the networks map entry NetworkUp writes for n.
-func networkInfo(n *Network) fastpathNetworkInfo {
-	var ni fastpathNetworkInfo
-	if n.ICC {
-		ni.Flags |= netFlagICC
-	}
-	if n.Internal {
-		ni.Flags |= netFlagInternal
-	}
-	return ni
-}
-
 // CheckNetwork compares n's policy and subnet entries with what they
 // should be; each problem is one line. Read-only.
 func (e *EBPF) CheckNetwork(n *Network) []string {

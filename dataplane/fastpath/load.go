@@ -21,10 +21,11 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/netd-dev/netd/dataplane/bpffs"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 )
 
 // Hook names reported in Attachment.
@@ -101,11 +102,11 @@ func NewEBPF(pinDir string, logger *slog.Logger) (*EBPF, error) {
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(pinDir, &st); err != nil {
+	onBPFFS, err := bpffs.IsBPFFS(pinDir)
+	if err != nil {
 		return nil, fmt.Errorf("stat pin dir: %w", err)
 	}
-	if st.Type != unix.BPF_FS_MAGIC {
+	if !onBPFFS {
 		return nil, fmt.Errorf("pin dir %s is not on bpffs (mount -t bpf bpf /sys/fs/bpf): %w", pinDir, ErrEBPFUnsupported)
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

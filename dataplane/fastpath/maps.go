@@ -28,13 +28,7 @@ const (
 func (e *EBPF) NetworkUp(n *Network) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var ni fastpathNetworkInfo
-	if n.ICC {
-		ni.Flags |= netFlagICC
-	}
-	if n.Internal {
-		ni.Flags |= netFlagInternal
-	}
+	ni := networkInfo(n)
 	if err := e.maps.NetdNetworks.Put(n.Index, &ni); err != nil {
 		if errors.Is(err, unix.E2BIG) {
 			return errdefs.Unavailable("network %s: the eBPF dataplane holds at most %d networks on a host: create it with -o netd.dataplane=kernel",
@@ -78,6 +72,18 @@ func (e *EBPF) NetworkDown(n *Network) error {
 func ipv4Word(a netip.Addr) uint32 {
 	b := a.As4()
 	return binary.NativeEndian.Uint32(b[:])
+}
+
+// networkInfo is the networks map entry of n: its policy flags.
+func networkInfo(n *Network) fastpathNetworkInfo {
+	var ni fastpathNetworkInfo
+	if n.ICC {
+		ni.Flags |= netFlagICC
+	}
+	if n.Internal {
+		ni.Flags |= netFlagInternal
+	}
+	return ni
 }
 
 // subnetEntry is the subnets map entry of n; ok is false without an IPv4 subnet.

@@ -7,7 +7,8 @@ package fastpath
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -55,12 +56,7 @@ func (e *EBPF) Status() (Status, error) {
 		Programs:  []Attachment{},
 		Endpoints: []EndpointCounters{},
 	}
-	names := make([]string, 0, len(e.eps))
-	for name := range e.eps {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(e.eps)) {
 		ep := e.eps[name]
 		pa := Attachment{
 			Interface: ep.ifname,

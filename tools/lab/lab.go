@@ -356,6 +356,8 @@ func (l *Lab) removePins() []error {
 			errs = append(errs, fmt.Errorf("remove pins %s: %w", m, err))
 		}
 	}
+	// The shared root goes with the last lab; another one running keeps it non-empty.
+	_ = os.Remove(BPFFSDir)
 	return errs
 }
 
