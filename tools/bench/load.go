@@ -27,9 +27,12 @@ type loadResult struct {
 	Seconds float64 `json:"seconds"`
 	PPS     float64 `json:"pps"`
 	Errors  uint64  `json:"errors,omitempty"`
-	// Latency percentiles of the Go ping-pong, in microseconds.
+	// Latency percentiles of the Go ping-pong (or per connection of crr), in microseconds.
 	P50 float64 `json:"p50_us,omitempty"`
 	P99 float64 `json:"p99_us,omitempty"`
+	// TimeWait is the number of TIME_WAIT sockets in the client's namespace at the end
+	// of the connection-rate test.
+	TimeWait uint64 `json:"time_wait,omitempty"`
 }
 
 // readyLine is printed by servers once their socket is bound.

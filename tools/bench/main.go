@@ -1,13 +1,14 @@
 //go:build linux
 
 // Command bench measures netd's dataplanes side by side: a bridge network on the eBPF
-// dataplane, one on the kernel dataplane (Linux bridge), and a direct veth pair between two
-// namespaces as the limit. Every setup lives in namespaces the bench creates and removes.
+// dataplane, one on the kernel dataplane (Linux bridge), the real Docker engine's
+// user-defined bridge network, and a direct veth pair between two namespaces as the limit.
+// Every setup lives in namespaces the bench creates and removes.
 //
 // Then the scale run times network create, rm and ls on each netd dataplane as
 // a daemon's networks grow to each count of --scale.
 //
-//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,veth] [--scale 10,100,1000|none] [--out DIR]
+//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth] [--scale 10,100,1000|none] [--out DIR]
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/netd-dev/netd/api"
+	"github.com/netd-dev/netd/tools/dockerlab"
 )
 
 func main() {
@@ -40,13 +42,52 @@ func main() {
 			os.Exit(runPongServer(os.Args[2:]))
 		case "ping":
 			os.Exit(runPing(os.Args[2:]))
+		case "crr-serve":
+			os.Exit(runCRRServe(os.Args[2:]))
+		case "crr":
+			os.Exit(runCRR(os.Args[2:]))
 		}
 	}
 	os.Exit(runBench(os.Args[1:]))
 }
 
-// allSetups is the order setups are measured in within each round.
-var allSetups = []string{setupEBPF, setupKernel, setupVeth}
+// setupEnv is what a setup is built from.
+type setupEnv struct {
+	prefix  string // the run's random prefix; each setup adds a letter for its own lab
+	netdBin string
+	out     string // results dir, where setups leave their daemon logs
+}
+
+// setups are all the setups the bench knows, in the order they are measured within each
+// round. A setup is one file (setup.go, docker.go, ...) and one line here.
+var setups = []struct {
+	name string
+	make func(setupEnv) Setup
+}{
+	{setupEBPF, func(e setupEnv) Setup { return newNetdSetup(e.prefix, "ebpf", e.netdBin, "10.202.0.0/24", e.out) }},
+	{setupKernel, func(e setupEnv) Setup { return newNetdSetup(e.prefix, "kernel", e.netdBin, "10.201.0.0/24", e.out) }},
+	{setupDocker, func(e setupEnv) Setup { return newDockerSetup(e.prefix, e.netdBin, e.out) }},
+	{setupVeth, func(e setupEnv) Setup { return newVethSetup(e.prefix, e.netdBin) }},
+	{setupMacvlan, func(e setupEnv) Setup { return newMacvlanSetup(e.prefix, e.netdBin, e.out) }},
+}
+
+// allSetups is the setups' names in measuring order.
+var allSetups = func() []string {
+	var names []string
+	for _, s := range setups {
+		names = append(names, s.name)
+	}
+	return names
+}()
+
+func newSetup(name string, env setupEnv) Setup {
+	for _, s := range setups {
+		if s.name == name {
+			return s.make(env)
+		}
+	}
+	panic("unknown setup " + name)
+}
 
 type options struct {
 	rounds   int
@@ -73,7 +114,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.netdBin, "netd", defNetd, "netd binary (env NETD_BIN)")
 	fs.StringVar(&o.latency, "latency", "auto", "latency tool: sockperf, go, or auto (sockperf if installed)")
 	scale := fs.String("scale", "10,100,1000", "network counts at which to time network create, rm and ls on each netd dataplane of --only, or none")
-	pin := fs.String("pin", "auto", "CPUs A,B: packet-rate sender on A and receiver on B, TCP and ping-pong both on B; none, or auto (0,1 on 2+ cores)")
+	pin := fs.String("pin", "auto", "CPUs A,B: packet-rate sender and two-CPU ping-pong client on A, their servers on B; TCP, one-CPU ping-pong and connection rate both on B; none, or auto (0,1 on 2+ cores)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -233,15 +274,7 @@ func runBench(args []string) int {
 		prog.done()
 	}()
 	for _, name := range o.only {
-		var s Setup
-		switch name {
-		case setupVeth:
-			s = newVethSetup(prefix, o.netdBin)
-		case setupKernel:
-			s = newNetdSetup(prefix, "kernel", o.netdBin, "10.201.0.0/24", o.out)
-		case setupEBPF:
-			s = newNetdSetup(prefix, "ebpf", o.netdBin, "10.202.0.0/24", o.out)
-		}
+		s := newSetup(name, setupEnv{prefix: prefix, netdBin: o.netdBin, out: o.out})
 		prog.show("setting up %s", name)
 		upCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
 		err := s.Up(upCtx)
@@ -259,15 +292,7 @@ func runBench(args []string) int {
 		}
 	}
 
-	tests := []measurement{
-		{name: "tcp (iperf3)", run: measureTCP, pin: pinSame},
-		{name: "udp 64B pps", run: measurePPS(self), pin: pinSplit},
-	}
-	if o.latency == "sockperf" {
-		tests = append(tests, measurement{name: "rr latency (sockperf)", run: measureSockperf, pin: pinSame})
-	} else {
-		tests = append(tests, measurement{name: "rr latency (go ping)", run: measureGoPing(self), pin: pinSame})
-	}
+	tests := measurements(self, o)
 	total := o.rounds * len(tests) * len(live)
 	step := 0
 rounds:
@@ -357,6 +382,9 @@ rounds:
 	if err := writeTable(os.Stdout, res.Summary, res.Targets, res.Failures, res.Retried); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
+	if o.pin == [2]string{} {
+		fmt.Println("\nCPU pinning off (--pin none, or one core): nothing was pinned, \"one CPU\" does not hold, and the two-CPU latency run was skipped.")
+	}
 	if err := writeScaleTable(os.Stdout, res.Scale); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
@@ -398,6 +426,11 @@ func hostInfo() map[string]string {
 	}
 	if out, err := exec.Command("iperf3", "--version").Output(); err == nil {
 		h["iperf3"] = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	if b, err := dockerlab.FindBinaries(); err == nil {
+		if out, err := exec.Command(b.Dockerd, "--version").Output(); err == nil {
+			h["dockerd"] = b.Dockerd + ": " + strings.TrimSpace(string(out))
+		}
 	}
 	if out, err := exec.Command("sockperf", "--version").CombinedOutput(); err == nil {
 		h["sockperf"] = oneLine(ansiRE.ReplaceAllString(strings.SplitN(string(out), "\n", 2)[0], ""), 80)

@@ -25,13 +25,51 @@ const (
 	portLoad     = 9000
 	portSockperf = 11111
 	portPong     = 9001
+	portCRR      = 9002
 )
+
+// runFunc runs one test on a pair for d and returns metric values and side numbers.
+type runFunc = func(ctx context.Context, p Pair, d time.Duration) (vals, extra map[string]float64, err error)
 
 // measurement runs one kind of test on a pair and returns one or more samples' values.
 type measurement struct {
 	name string // shown in the progress line
-	run  func(ctx context.Context, p Pair, d time.Duration) (map[string]float64, map[string]float64, error)
+	run  runFunc
 	pin  pinMode
+}
+
+// measurements are the tests of one round, in order.
+func measurements(self string, o options) []measurement {
+	rr, tool := measureSockperf, "sockperf"
+	if o.latency != "sockperf" {
+		rr, tool = measureGoPing(self), "go ping"
+	}
+	tests := []measurement{
+		{name: "tcp (iperf3)", run: measureTCP, pin: pinSame},
+		{name: "udp 64B pps", run: measurePPS(self), pin: pinSplit},
+		{name: "rr one CPU (" + tool + ")", run: rr, pin: pinSame},
+	}
+	// Unpinned, the two latency runs would be the same test.
+	if o.pin != [2]string{} {
+		tests = append(tests, measurement{name: "rr two CPUs (" + tool + ")", pin: pinSplit,
+			run: renamed(rr, map[string]string{metricP50: metricP50x2, metricP99: metricP99x2})})
+	}
+	return append(tests, measurement{name: "tcp conn/request", run: measureCRR(self), pin: pinSame})
+}
+
+// renamed reports run's values under other metric keys.
+func renamed(run runFunc, keys map[string]string) runFunc {
+	return func(ctx context.Context, p Pair, d time.Duration) (map[string]float64, map[string]float64, error) {
+		vals, extra, err := run(ctx, p, d)
+		out := map[string]float64{}
+		for k, v := range vals {
+			if nk, ok := keys[k]; ok {
+				k = nk
+			}
+			out[k] = v
+		}
+		return out, extra, err
+	}
 }
 
 // pinMode says how a measurement's client and server are placed on the --pin CPUs.
@@ -43,6 +81,7 @@ const (
 	pinSplit
 	// pinSame: one CPU; on a small VM cross-CPU wake-ups would otherwise make ping-pong
 	// latency bimodal (13 vs 60 µs on veth) depending on where the scheduler put the two.
+	// Ping-pong is also measured pinSplit: that wake-up is what two containers pay.
 	pinSame
 )
 

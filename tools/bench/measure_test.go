@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -124,5 +125,32 @@ func TestParseFlags(t *testing.T) {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)
 		}
+	}
+}
+
+func TestMeasurements(t *testing.T) {
+	names := func(ms []measurement) string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.name)
+		}
+		return strings.Join(out, "|")
+	}
+	pinned := measurements("/bench", options{latency: "sockperf", pin: [2]string{"0", "1"}})
+	if got, want := names(pinned), "tcp (iperf3)|udp 64B pps|rr one CPU (sockperf)|rr two CPUs (sockperf)|tcp conn/request"; got != want {
+		t.Errorf("pinned tests %q, want %q", got, want)
+	}
+	if pinned[2].pin != pinSame || pinned[3].pin != pinSplit || pinned[4].pin != pinSame {
+		t.Errorf("pin modes: one CPU %v, two CPUs %v, conn rate %v", pinned[2].pin, pinned[3].pin, pinned[4].pin)
+	}
+	if got, want := names(measurements("/bench", options{latency: "go"})), "tcp (iperf3)|udp 64B pps|rr one CPU (go ping)|tcp conn/request"; got != want {
+		t.Errorf("unpinned tests %q, want %q", got, want)
+	}
+	run := renamed(func(context.Context, Pair, time.Duration) (map[string]float64, map[string]float64, error) {
+		return map[string]float64{metricP50: 1, metricP99: 2, "other": 3}, map[string]float64{"x": 4}, nil
+	}, map[string]string{metricP50: metricP50x2, metricP99: metricP99x2})
+	vals, extra, err := run(context.Background(), Pair{}, time.Second)
+	if err != nil || len(vals) != 3 || vals[metricP50x2] != 1 || vals[metricP99x2] != 2 || vals["other"] != 3 || extra["x"] != 4 {
+		t.Errorf("renamed: %v %v %v", vals, extra, err)
 	}
 }

@@ -10,13 +10,13 @@ import (
 
 // Chart geometry: panels in a grid, each with its own y scale.
 const (
-	panelW    = 360
+	panelW    = 400
 	panelH    = 260
 	panelCols = 2
 	padLeft   = 56
 	padRight  = 16
 	padTop    = 36
-	padBottom = 40
+	padBottom = 44
 )
 
 // setupColors keeps a setup's colour the same in every panel.
@@ -24,13 +24,14 @@ var setupColors = map[string]string{
 	setupEBPF:   "#2e7d32",
 	setupKernel: "#1565c0",
 	setupVeth:   "#9e9e9e",
+	setupDocker: "#ef6c00",
 }
 
 func colorOf(setup string) string {
 	if c, ok := setupColors[setup]; ok {
 		return c
 	}
-	return "#ef6c00"
+	return "#6d4c41"
 }
 
 // esc returns s escaped for XML text and attribute values.
@@ -132,6 +133,10 @@ func drawPanel(b *bytes.Buffer, ox, oy float64, m Metric, stats []Stat, setups [
 		// Median printed above the whisker so it never leaves the panel.
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", cx, y(s.Max)-5, esc(formatValue(s.Median)))
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", cx, plotY+plotH+16, esc(s.Setup))
+		if s.VsDocker != nil {
+			fmt.Fprintf(b, `<text class="vs-docker" x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#555555">%s docker</text>`+"\n",
+				cx, plotY+plotH+30, esc(formatRatio(s.VsDocker)))
+		}
 	}
 	b.WriteString("</g>\n")
 }

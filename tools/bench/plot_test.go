@@ -55,7 +55,7 @@ func TestRenderSVG(t *testing.T) {
 	}
 	bars := map[string]int{}
 	panels := 0
-	whiskers := 0
+	whiskers, vsDocker := 0, 0
 	for _, e := range els {
 		switch {
 		case e.Name.Local == "rect" && attr(e, "class") == "bar":
@@ -67,6 +67,8 @@ func TestRenderSVG(t *testing.T) {
 			panels++
 		case e.Name.Local == "path" && attr(e, "class") == "whisker":
 			whiskers++
+		case e.Name.Local == "text" && attr(e, "class") == "vs-docker":
+			vsDocker++
 		}
 	}
 	if panels != len(metrics) {
@@ -74,6 +76,10 @@ func TestRenderSVG(t *testing.T) {
 	}
 	if len(bars) != len(allSetups)*len(metrics) || whiskers != len(allSetups)*len(metrics) {
 		t.Errorf("%d distinct bars and %d whiskers, want %d each", len(bars), whiskers, len(allSetups)*len(metrics))
+	}
+	// Every setup but docker itself carries its ratio to docker under its bar.
+	if want := (len(allSetups) - 1) * len(metrics); vsDocker != want {
+		t.Errorf("%d ratios to docker, want %d", vsDocker, want)
 	}
 	for k, n := range bars {
 		if n != 1 {

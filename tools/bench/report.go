@@ -15,11 +15,12 @@ import (
 	"github.com/netd-dev/netd/api"
 )
 
-// Setup names; the ratio columns are relative to the first two.
+// Setup names; the ratio columns are relative to docker, kernel and veth.
 const (
 	setupKernel = "kernel"
 	setupVeth   = "veth"
 	setupEBPF   = "ebpf"
+	setupDocker = "docker"
 )
 
 // Metric describes one measured quantity.
@@ -32,18 +33,38 @@ type Metric struct {
 
 // Metric keys; one latency run yields both percentiles.
 const (
-	metricTCP = "tcp_gbps"
-	metricPPS = "udp64_mpps"
-	metricP50 = "rr_p50_us"
-	metricP99 = "rr_p99_us"
+	metricTCP   = "tcp_gbps"
+	metricPPS   = "udp64_mpps"
+	metricP50   = "rr_p50_us" // client and server pinned to the same CPU
+	metricP99   = "rr_p99_us"
+	metricP50x2 = "rr_2cpu_p50_us" // client on one CPU, server on the other
+	metricP99x2 = "rr_2cpu_p99_us"
+	metricCRR   = "tcp_crr_kcps" // new TCP connection per request, thousands per second
 )
 
 // metrics is the fixed display order of the table and the chart panels.
 var metrics = []Metric{
 	{Key: metricTCP, Title: "TCP throughput", Unit: "Gbit/s", HigherBetter: true},
 	{Key: metricPPS, Title: "64B UDP rate", Unit: "Mpps", HigherBetter: true},
-	{Key: metricP50, Title: "RR latency p50", Unit: "µs", HigherBetter: false},
-	{Key: metricP99, Title: "RR latency p99", Unit: "µs", HigherBetter: false},
+	{Key: metricP50, Title: "RR latency p50, one CPU", Unit: "µs", HigherBetter: false},
+	{Key: metricP99, Title: "RR latency p99, one CPU", Unit: "µs", HigherBetter: false},
+	{Key: metricP50x2, Title: "RR latency p50, two CPUs", Unit: "µs", HigherBetter: false},
+	{Key: metricP99x2, Title: "RR latency p99, two CPUs", Unit: "µs", HigherBetter: false},
+	{Key: metricCRR, Title: "TCP connect+request+response", Unit: "k/s", HigherBetter: true},
+}
+
+// metricNotes explain what titles cannot say; each is printed under the table when one of
+// its metrics was measured.
+var metricNotes = []struct {
+	keys []string
+	text string
+}{
+	{[]string{metricP50, metricP99, metricP50x2, metricP99x2}, `RR latency: 64-byte UDP ping-pong round trips. one CPU: client and server pinned to the same CPU
+  (the data path alone); two CPUs: client and server on different CPUs, as two containers run by
+  default (a cross-CPU wake-up per message included).`},
+	{[]string{metricCRR}, `TCP connect+request+response: one client, a new TCP connection per 64-byte request and response,
+  both on one CPU; the server resets (SO_LINGER 0) after the client's FIN, so neither side keeps a
+  socket in TIME_WAIT and no port waits to be reused.`},
 }
 
 func metricByKey(key string) (Metric, bool) {
@@ -83,6 +104,7 @@ type Stat struct {
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
 	// Ratios of medians; nil when the reference setup has no samples.
+	VsDocker *float64 `json:"vs_docker,omitempty"`
 	VsKernel *float64 `json:"vs_kernel,omitempty"`
 	VsVeth   *float64 `json:"vs_veth,omitempty"`
 }
@@ -284,6 +306,9 @@ func summarize(samples []Sample, setups []string) []Stat {
 			}
 			lo, hi := minMax(xs)
 			st := Stat{Setup: setup, Metric: m.Key, N: len(xs), Median: median(xs), Min: lo, Max: hi}
+			if setup != setupDocker {
+				st.VsDocker = ratio(st.Median, medOf(setupDocker, m.Key))
+			}
 			if setup != setupKernel {
 				st.VsKernel = ratio(st.Median, medOf(setupKernel, m.Key))
 			}
@@ -347,7 +372,7 @@ func formatRatio(r *float64) string {
 // writeTable renders the summary and the target check as aligned text.
 func writeTable(w io.Writer, stats []Stat, tgts []Target, failures, retried []Failure) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "METRIC\tSETUP\tN\tMEDIAN\tMIN–MAX\tvs KERNEL\tvs VETH\t")
+	fmt.Fprintln(tw, "METRIC\tSETUP\tN\tMEDIAN\tMIN–MAX\tvs DOCKER\tvs KERNEL\tvs VETH\t")
 	for _, m := range metrics {
 		better := "higher is better"
 		if !m.HigherBetter {
@@ -363,13 +388,27 @@ func writeTable(w io.Writer, stats []Stat, tgts []Target, failures, retried []Fa
 				label = fmt.Sprintf("%s (%s, %s)", m.Title, m.Unit, better)
 				first = false
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s–%s\t%s\t%s\t\n", label, s.Setup, s.N,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s–%s\t%s\t%s\t%s\t\n", label, s.Setup, s.N,
 				formatValue(s.Median), formatValue(s.Min), formatValue(s.Max),
-				formatRatio(s.VsKernel), formatRatio(s.VsVeth))
+				formatRatio(s.VsDocker), formatRatio(s.VsKernel), formatRatio(s.VsVeth))
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
+	}
+	measured := map[string]bool{}
+	for _, s := range stats {
+		measured[s.Metric] = true
+	}
+	sep := "\n"
+	for _, n := range metricNotes {
+		for _, k := range n.keys {
+			if measured[k] {
+				fmt.Fprint(w, sep+n.text+"\n")
+				sep = ""
+				break
+			}
+		}
 	}
 	var checked []Target
 	for _, t := range tgts {

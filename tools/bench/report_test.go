@@ -56,7 +56,8 @@ func TestMinMaxRatio(t *testing.T) {
 	}
 }
 
-// fixtureSamples: ebpf twice the kernel rate, veth a bit above ebpf; latency only for kernel.
+// fixtureSamples: ebpf twice the kernel and docker rate, veth a bit above ebpf; latency
+// only for ebpf and kernel, two-CPU latency only for docker.
 func fixtureSamples() []Sample {
 	var out []Sample
 	add := func(setup, metric string, vals ...float64) {
@@ -67,6 +68,8 @@ func fixtureSamples() []Sample {
 	add(setupEBPF, metricPPS, 2.0, 1.8, 2.2)
 	add(setupKernel, metricPPS, 1.0, 0.9, 1.2)
 	add(setupVeth, metricPPS, 2.5, 2.4, 2.6)
+	add(setupDocker, metricPPS, 1.0, 1.0, 1.0)
+	add(setupDocker, metricP50x2, 30)
 	add(setupEBPF, metricP50, 10, 12, 11)
 	add(setupKernel, metricP50, 20, 22, 21)
 	add(setupKernel, metricTCP, 5)
@@ -84,8 +87,8 @@ func findStat(stats []Stat, setup, metric string) *Stat {
 
 func TestSummarize(t *testing.T) {
 	stats := summarize(fixtureSamples(), allSetups)
-	if len(stats) != 6 {
-		t.Fatalf("got %d stats, want 6: %+v", len(stats), stats)
+	if len(stats) != 8 {
+		t.Fatalf("got %d stats, want 8: %+v", len(stats), stats)
 	}
 	e := findStat(stats, setupEBPF, metricPPS)
 	if e == nil || e.N != 3 || e.Median != 2.0 || e.Min != 1.8 || e.Max != 2.2 {
@@ -96,6 +99,12 @@ func TestSummarize(t *testing.T) {
 	}
 	if e.VsVeth == nil || math.Abs(*e.VsVeth-0.8) > 1e-9 {
 		t.Errorf("ebpf pps vs veth = %v, want 0.8", e.VsVeth)
+	}
+	if e.VsDocker == nil || math.Abs(*e.VsDocker-2.0) > 1e-9 {
+		t.Errorf("ebpf pps vs docker = %v, want 2", e.VsDocker)
+	}
+	if d := findStat(stats, setupDocker, metricPPS); d == nil || d.VsDocker != nil || d.VsKernel == nil || *d.VsKernel != 1 {
+		t.Errorf("docker pps ratios wrong: %+v", d)
 	}
 	k := findStat(stats, setupKernel, metricPPS)
 	if k.VsKernel != nil {
@@ -150,9 +159,11 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"MEDIAN", "vs KERNEL", "vs VETH",
+		"MEDIAN", "vs DOCKER", "vs KERNEL", "vs VETH",
 		"64B UDP rate (Mpps, higher is better)",
-		"RR latency p50 (µs, lower is better)",
+		"RR latency p50, one CPU (µs, lower is better)",
+		"RR latency p50, two CPUs (µs, lower is better)",
+		"two CPUs: client and server on different CPUs",
 		"2.00", "1.80–2.20", "2.00x", "0.80x",
 		"ok    small-packet rate >= 1.35x kernel",
 		"MISS  small-packet rate >= 0.95x veth",
