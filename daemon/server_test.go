@@ -139,7 +139,8 @@ func TestServerStatusCodes(t *testing.T) {
 	wantStatus(t, h, "POST", "/v1/networks/prune?filters="+url.QueryEscape(`{"driver":["bridge"]}`), "", 400, "invalid filter 'driver'")
 
 	wantStatus(t, h, "GET", "/v1/dataplane", "", 501, "this daemon has no eBPF dataplane loaded")
-	wantStatus(t, h, "GET", "/v2/networks", "", 404, "page not found: GET /v2/networks")
+	// Not netd's /v1: a Docker Engine API path, version 2.
+	wantStatus(t, h, "GET", "/v2/networks", "", 400, "client version 2 is too new. Maximum supported API version is "+EngineMaxAPIVersion)
 	wantStatus(t, h, "PUT", "/v1/networks/front", "", 405, "method PUT not allowed on /v1/networks/front")
 }
 

@@ -193,33 +193,33 @@ func TestUsageErrors(t *testing.T) {
 		code int
 		err  string
 	}{
-		{[]string{"network", "create"}, 1, "\"netd network create\" requires exactly 1 argument.\nSee 'netd network create --help'.\n\nUsage:  netd network create [OPTIONS] NETWORK\n\nCreate a network\n"},
-		{[]string{"network", "create", "a", "b"}, 1, "\"netd network create\" requires exactly 1 argument."},
-		{[]string{"network", "connect", "a"}, 1, "\"netd network connect\" requires exactly 2 arguments."},
-		{[]string{"network", "disconnect"}, 1, "\"netd network disconnect\" requires exactly 2 arguments."},
-		{[]string{"network", "inspect"}, 1, "\"netd network inspect\" requires at least 1 argument."},
-		{[]string{"network", "rm"}, 1, "\"netd network rm\" requires at least 1 argument."},
-		{[]string{"network", "ls", "x"}, 1, "\"netd network ls\" accepts no arguments."},
-		{[]string{"network", "prune", "x"}, 1, "\"netd network prune\" accepts no arguments."},
-		{[]string{"network", "ls", "--bogus"}, 125, "unknown flag: --bogus\nSee 'netd network ls --help'.\n"},
+		{[]string{"network", "create"}, 1, "netd: 'netd network create' requires 1 argument\n\nUsage:  netd network create [OPTIONS] NETWORK\n\nRun 'netd network create --help' for more information\n"},
+		{[]string{"network", "create", "a", "b"}, 1, "netd: 'netd network create' requires 1 argument\n"},
+		{[]string{"network", "connect", "a"}, 1, "netd: 'netd network connect' requires 2 arguments\n"},
+		{[]string{"network", "disconnect"}, 1, "netd: 'netd network disconnect' requires 2 arguments\n"},
+		{[]string{"network", "inspect"}, 1, "netd: 'netd network inspect' requires at least 1 argument\n\nUsage:  netd network inspect [OPTIONS] NETWORK [NETWORK...]\n\nSee 'netd network inspect --help' for more information\n"},
+		{[]string{"network", "rm"}, 1, "netd: 'netd network rm' requires at least 1 argument\n\nUsage:  netd network rm NETWORK [NETWORK...]\n"},
+		{[]string{"network", "ls", "x"}, 1, "netd: 'netd network ls' accepts no arguments\n\nUsage:  netd network ls [OPTIONS]\n\nRun 'netd network ls --help' for more information\n"},
+		{[]string{"network", "prune", "x"}, 1, "netd: 'netd network prune' accepts no arguments\n"},
+		{[]string{"network", "ls", "--bogus"}, 125, "unknown flag: --bogus\n\nUsage:  netd network ls [OPTIONS]\n\nRun 'netd network ls --help' for more information\n"},
 		{[]string{"network", "ls", "-z"}, 125, "unknown shorthand flag: 'z' in -z\n"},
 		{[]string{"network", "ls", "--filter", "driver"}, 125, "bad format of filter (expected name=value)"},
-		{[]string{"container", "create"}, 1, "\"netd container create\" requires exactly 1 argument."},
-		{[]string{"container", "exec", "c1"}, 1, "\"netd container exec\" requires at least 2 arguments."},
-		{[]string{"container", "run", "c1", "--network", "n2"}, 1, "\"netd container run\" requires at least 2 arguments."},
-		{[]string{"container", "inspect"}, 1, "\"netd container inspect\" requires at least 1 argument."},
+		{[]string{"container", "create"}, 1, "netd: 'netd container create' requires 1 argument\n"},
+		{[]string{"container", "exec", "c1"}, 1, "netd: 'netd container exec' requires at least 2 arguments\n"},
+		{[]string{"container", "run", "c1", "--network", "n2"}, 1, "netd: 'netd container run' requires at least 2 arguments\n"},
+		{[]string{"container", "inspect"}, 1, "netd: 'netd container inspect' requires at least 1 argument\n"},
 		{[]string{"container", "create", "c1", "--ip", "300.1.1.1"}, 1, "invalid IPv4 address: 300.1.1.1"},
 		{[]string{"container", "create", "c1", "--mac-address", "zz:00"}, 125, "zz:00 is not a valid mac address"},
 		{[]string{"container", "create", "c1", "--label", "=x"}, 125, "invalid label '=x': empty name"},
 		{[]string{"network", "connect", "--ip", "fe80::1", "n2", "c1"}, 1, "invalid IPv4 address: fe80::1"},
 		// A value flag at the end must not eat the positional before it.
-		{[]string{"network", "create", "x", "-o"}, 125, "flag needs an argument: 'o' in -o\nSee 'netd network create --help'.\n"},
+		{[]string{"network", "create", "x", "-o"}, 125, "flag needs an argument: 'o' in -o\n\nUsage:  netd network create [OPTIONS] NETWORK\n\nRun 'netd network create --help' for more information\n"},
 		{[]string{"network", "create", "x", "--label"}, 125, "flag needs an argument: --label\n"},
 		{[]string{"network", "ls", "--filter"}, 125, "flag needs an argument: --filter\n"},
 		{[]string{"network", "create", "x", "--internal=maybe"}, 125, "invalid argument \"maybe\" for \"--internal\" flag: strconv.ParseBool: parsing \"maybe\": invalid syntax\n"},
-		{[]string{"bogus"}, 1, "netd: 'bogus' is not a netd command.\nSee 'netd --help'\n"},
-		{[]string{"network", "bogus"}, 1, "netd network: 'bogus' is not a netd network command.\nSee 'netd network --help'\n"},
-		{[]string{"container", "bogus", "x"}, 1, "netd container: 'bogus' is not a netd container command."},
+		{[]string{"bogus"}, 1, "netd: unknown command: netd bogus\n\nRun 'netd --help' for more information\n"},
+		{[]string{"network", "bogus"}, 1, "netd: unknown command: netd network bogus\n\nUsage:  netd network\n\nRun 'netd network --help' for more information\n"},
+		{[]string{"container", "bogus", "x"}, 1, "netd: unknown command: netd container bogus\n"},
 		{[]string{"daemon", "--dataplane", "xdp"}, 1, "invalid --dataplane \"xdp\""},
 		{[]string{"daemon", "--log-level", "loud"}, 1, "invalid --log-level \"loud\""},
 	}
@@ -342,7 +342,7 @@ func TestNetworkLsCommand(t *testing.T) {
 func TestNetworkInspectCommand(t *testing.T) {
 	f := newFakeDaemon(t)
 	out, errs, code := netd(t, f.host, "", "network", "inspect", "bridge", "nope", "host")
-	if code != 1 || errs != "Error: No such network: nope\n" {
+	if code != 1 || errs != "Error response from daemon: network nope not found\n" {
 		t.Errorf("code %d stderr %q", code, errs)
 	}
 	var got []api.Network
@@ -354,12 +354,23 @@ func TestNetworkInspectCommand(t *testing.T) {
 		t.Errorf("-f: %d %q", code, out)
 	}
 	out, errs, code = netd(t, f.host, "", "network", "inspect", "nope")
-	if code != 1 || out != "[]\n" || errs != "Error: No such network: nope\n" {
+	if code != 1 || out != "[]\n" || errs != "Error response from daemon: network nope not found\n" {
 		t.Errorf("only missing: %d %q %q", code, out, errs)
 	}
+	// docker's inspect exits 64 on a template that does not parse.
 	_, errs, code = netd(t, f.host, "", "network", "inspect", "--format", "{{.Name", "host")
-	if code != 1 || !strings.Contains(errs, "template parsing error") {
+	if code != 64 || !strings.Contains(errs, "template parsing error") {
 		t.Errorf("bad template: %d %q", code, errs)
+	}
+	// One that fails on an item: the others are printed, the error after them;
+	// nothing rendered prints one empty line, as docker.
+	out, errs, code = netd(t, f.host, "", "network", "inspect", "--format", "{{.Nope}}", "host")
+	if code != 1 || out != "\n" || !strings.Contains(errs, `map has no entry for key "Nope"`) {
+		t.Errorf("template failing on an item: %d %q %q", code, out, errs)
+	}
+	out, _, code = netd(t, f.host, "", "network", "inspect", "-f", "json", "host", "none")
+	if code != 0 || !strings.HasPrefix(out, `[{"Name":"host",`) || strings.Count(out, "\n") != 1 {
+		t.Errorf("-f json: want one line holding the array: %d %q", code, out)
 	}
 }
 
@@ -460,7 +471,7 @@ func TestContainerCommands(t *testing.T) {
 		t.Errorf("ls -q: %d %q", code, out)
 	}
 	out, errs, code = netd(t, f.host, "", "container", "inspect", "-f", "{{.Name}}", "web1", "ghost")
-	if code != 1 || out != "web1\n" || errs != "Error: No such container: ghost\n" {
+	if code != 1 || out != "web1\n" || errs != "Error response from daemon: container ghost not found\n" {
 		t.Errorf("inspect: %d %q %q", code, out, errs)
 	}
 	out, errs, code = netd(t, f.host, "", "container", "rm", "web1", "ghost")

@@ -106,35 +106,36 @@ func inspectCommand[T any](kind string, get func(*api.Client, context.Context, s
 }
 
 // inspectEach fetches every name, prints what was found (as docker, all of
-// it, before the errors) and then "Error: No such <kind>: X" per miss.
+// it, before the errors) and then the error of each miss as the daemon
+// words it, and of each item the template could not render. A template
+// that does not parse exits 64, as docker's inspect.
 func inspectEach[T any](c *cli.Context, kind string, names []string, get func(string) (T, error)) error {
 	format := c.String("format")
-	if format == jsonFormatKey {
-		format = ""
-	}
-	if format != "" {
+	if format != "" && format != jsonFormatKey {
 		if _, err := parseTemplate(format); err != nil {
-			return err
+			return &statusError{code: 64, msg: err.Error()}
 		}
 	}
 	var found []T
 	var errs []string
 	for _, n := range names {
 		v, err := get(n)
-		switch {
-		case err == nil:
+		if err == nil {
 			found = append(found, v)
-		case api.IsNotFound(err):
-			errs = append(errs, fmt.Sprintf("Error: No such %s: %s", kind, n))
-		default:
-			var ce *api.ConnectError
-			if errors.As(err, &ce) {
-				return err
-			}
-			errs = append(errs, err.Error())
+			continue
 		}
+		var ce *api.ConnectError
+		if errors.As(err, &ce) {
+			return err
+		}
+		errs = append(errs, err.Error())
 	}
-	if err := writeInspect(c.App.Writer, format, found); err != nil {
+	err := writeInspect(c.App.Writer, format, found)
+	var re *inspectRenderError
+	switch {
+	case errors.As(err, &re):
+		errs = append(errs, re.msgs...)
+	case err != nil:
 		return err
 	}
 	if len(errs) > 0 {

@@ -111,7 +111,7 @@ func containerCreateCommand() *cli.Command {
 // commandArgs is the check of run and exec: NAME, then a command to run.
 func commandArgs(c *cli.Context) error {
 	if _, argv := splitCommand(c.Args().Slice()); len(argv) == 0 {
-		return argsError(c, "requires at least 2 arguments")
+		return argsError(c, "requires at least 2 arguments", "See")
 	}
 	return nil
 }

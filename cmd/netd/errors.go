@@ -35,26 +35,44 @@ func commandPath(c *cli.Context) string {
 	return strings.Join(names, " ")
 }
 
-// argsError is docker's message for a wrong number of arguments.
-func argsError(c *cli.Context, what string) error {
+// noOptionsInUsage are the commands whose usage line docker writes without
+// [OPTIONS] although they have flags (docker's `network rm NETWORK [NETWORK...]`).
+var noOptionsInUsage = map[string]bool{"network rm": true}
+
+// usageLine is docker's "Usage:" line of the running command: netd itself
+// takes a command, a group is its path alone, a command shows [OPTIONS]
+// when it has flags, then its arguments.
+func usageLine(c *cli.Context) string {
 	path := commandPath(c)
+	if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
+		return path + " [OPTIONS] COMMAND [ARG...]"
+	}
+	for _, sub := range c.Command.Subcommands {
+		if sub.Name != "help" { // urfave/cli adds help to every command
+			return path
+		}
+	}
 	usage := path
-	if c.Command != nil {
+	if !noOptionsInUsage[strings.TrimPrefix(path, c.App.Name+" ")] {
 		for _, f := range c.Command.Flags {
 			if f != cli.HelpFlag {
 				usage += " [OPTIONS]"
 				break
 			}
 		}
-		if c.Command.ArgsUsage != "" {
-			usage += " " + c.Command.ArgsUsage
-		}
 	}
-	desc := ""
-	if c.Command != nil {
-		desc = c.Command.Usage
+	if c.Command.ArgsUsage != "" {
+		usage += " " + c.Command.ArgsUsage
 	}
-	return &statusError{code: 1, msg: fmt.Sprintf("%q %s.\nSee '%s --help'.\n\nUsage:  %s\n\n%s", path, what, path, usage, desc)}
+	return usage
+}
+
+// argsError is docker's message for a wrong number of arguments; see is
+// how its last line starts ("Run" or, for at-least counts, "See", as docker).
+func argsError(c *cli.Context, what, see string) error {
+	path := commandPath(c)
+	return &statusError{code: 1, msg: fmt.Sprintf("%s: '%s' %s\n\nUsage:  %s\n\n%s '%s --help' for more information",
+		c.App.Name, path, what, usageLine(c), see, path)}
 }
 
 func plural(n int, word string) string {
@@ -68,7 +86,7 @@ func plural(n int, word string) string {
 func exactArgs(n int) func(*cli.Context) error {
 	return func(c *cli.Context) error {
 		if c.NArg() != n {
-			return argsError(c, "requires exactly "+plural(n, "argument"))
+			return argsError(c, "requires "+plural(n, "argument"), "Run")
 		}
 		return nil
 	}
@@ -78,7 +96,7 @@ func exactArgs(n int) func(*cli.Context) error {
 func minArgs(n int) func(*cli.Context) error {
 	return func(c *cli.Context) error {
 		if c.NArg() < n {
-			return argsError(c, "requires at least "+plural(n, "argument"))
+			return argsError(c, "requires at least "+plural(n, "argument"), "See")
 		}
 		return nil
 	}
@@ -86,15 +104,16 @@ func minArgs(n int) func(*cli.Context) error {
 
 func noArgs(c *cli.Context) error {
 	if c.NArg() != 0 {
-		return argsError(c, "accepts no arguments")
+		return argsError(c, "accepts no arguments", "Run")
 	}
 	return nil
 }
 
-// usageError reports a bad flag like docker: status 125, pflag's wording
-// and a pointer to --help.
+// usageError reports a bad flag like docker: status 125, pflag's wording,
+// the usage line and a pointer to --help.
 func usageError(c *cli.Context, err error, _ bool) error {
-	return &statusError{code: 125, msg: fmt.Sprintf("%s\nSee '%s --help'.", pflagMessage(err.Error()), commandPath(c))}
+	return &statusError{code: 125, msg: fmt.Sprintf("%s\n\nUsage:  %s\n\nRun '%s --help' for more information",
+		pflagMessage(err.Error()), usageLine(c), commandPath(c))}
 }
 
 // pflagMessage rewrites the Go flag package's errors into the texts docker
@@ -134,7 +153,12 @@ func groupAction(c *cli.Context) error {
 		return cli.ShowSubcommandHelp(c)
 	}
 	path := commandPath(c)
-	return &statusError{code: 1, msg: fmt.Sprintf("%s: '%s' is not a %s command.\nSee '%s --help'", path, c.Args().First(), path, path)}
+	usage := ""
+	if path != c.App.Name {
+		usage = "Usage:  " + usageLine(c) + "\n\n"
+	}
+	return &statusError{code: 1, msg: fmt.Sprintf("%s: unknown command: %s %s\n\n%sRun '%s --help' for more information",
+		c.App.Name, path, c.Args().First(), usage, path)}
 }
 
 // flagValueError is a flag value refused before any request is sent:

@@ -137,11 +137,20 @@ func writeList[T any](w io.Writer, format string, header map[string]string, rows
 	return tw.Flush()
 }
 
+// inspectRenderError lists the items an inspect template could not render.
+type inspectRenderError struct{ msgs []string }
+
+func (e *inspectRenderError) Error() string { return strings.Join(e.msgs, "\n") }
+
 // writeInspect prints items as docker's inspect does: without a format an
-// indented JSON array; with one, the template once per item, tried on the
-// typed value first and then on the raw JSON (so {{.Id}} works too).
+// indented JSON array, with "json" the same array on one line; with a
+// template, the template once per item, tried on the typed value first and
+// then on the raw JSON (so {{.Id}} works too). Items the template cannot
+// render are left out and reported in an *inspectRenderError after the
+// others are printed; when nothing rendered, one empty line is printed.
 func writeInspect[T any](w io.Writer, format string, items []T) error {
-	if format == "" {
+	switch format {
+	case "", jsonFormatKey:
 		if len(items) == 0 {
 			_, err := io.WriteString(w, "[]\n")
 			return err
@@ -151,7 +160,9 @@ func writeInspect[T any](w io.Writer, format string, items []T) error {
 			return fmt.Errorf("encode inspect output: %w", err)
 		}
 		var buf bytes.Buffer
-		if err := json.Indent(&buf, raw, "", "    "); err != nil {
+		if format == jsonFormatKey {
+			buf.Write(raw)
+		} else if err := json.Indent(&buf, raw, "", "    "); err != nil {
 			return fmt.Errorf("indent inspect output: %w", err)
 		}
 		buf.WriteByte('\n')
@@ -163,19 +174,29 @@ func writeInspect[T any](w io.Writer, format string, items []T) error {
 		return err
 	}
 	var out bytes.Buffer
+	var failed []string
 	for _, it := range items {
 		var one bytes.Buffer
 		if err := tmpl.Execute(&one, it); err != nil {
 			one.Reset()
 			if err := executeRaw(tmpl, &one, it); err != nil {
-				return err
+				failed = append(failed, err.Error())
+				continue
 			}
 		}
 		out.Write(one.Bytes())
 		out.WriteByte('\n')
 	}
-	_, err = out.WriteTo(w)
-	return err
+	if out.Len() == 0 {
+		out.WriteByte('\n')
+	}
+	if _, err := out.WriteTo(w); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return &inspectRenderError{msgs: failed}
+	}
+	return nil
 }
 
 func executeRaw(tmpl *template.Template, w io.Writer, v any) error {

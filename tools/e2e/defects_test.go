@@ -265,7 +265,7 @@ func TestDefectAPIPaths(t *testing.T) {
 
 	fails(t, h, []string{"network name or ID must not be empty"}, "network", "rm", "")
 	fails(t, h, []string{"container name or ID must not be empty"}, "container", "rm", "")
-	fails(t, h, []string{"No such network: .."}, "network", "inspect", "..")
+	fails(t, h, []string{"network .. not found"}, "network", "inspect", "..")
 	fails(t, h, []string{"network . not found"}, "network", "rm", ".")
 
 	cases := []struct {

@@ -31,7 +31,7 @@ func TestBadInput(t *testing.T) {
 				[]string{"network", "create", o, "--subnet", "10.215.0.128/25", "n3"}},
 			{"pool overlap, larger", []string{"Pool overlaps with other one on this address space"},
 				[]string{"network", "create", o, "--subnet", "10.215.0.0/16", "n3"}},
-			{"no such network: inspect", []string{"No such network: nosuch"},
+			{"no such network: inspect", []string{"Error response from daemon: network nosuch not found"},
 				[]string{"network", "inspect", "nosuch"}},
 			{"no such network: rm", []string{"network nosuch not found"},
 				[]string{"network", "rm", "nosuch"}},
@@ -79,7 +79,7 @@ func TestBadInput(t *testing.T) {
 				[]string{"network", "rm", "host"}},
 			{"remove built-in none", []string{"none is a pre-defined network and cannot be removed"},
 				[]string{"network", "rm", "-f", "none"}},
-			{"create with a built-in name", []string{"already exists"},
+			{"create with a built-in name", []string{"operation is not permitted on predefined bridge network"},
 				[]string{"network", "create", o, "--subnet", "10.215.6.0/24", "bridge"}},
 		})
 		// The refused addresses are still free: a failed command leaked nothing.
