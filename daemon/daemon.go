@@ -24,6 +24,9 @@ type Config struct {
 	AddressPools                                 []string // raw Docker syntax; empty = DefaultAddressPools()
 	Logger                                       *slog.Logger
 
+	// Cluster configures gossip with other hosts (off when empty).
+	Cluster ClusterConfig
+
 	// PruneOrphans deletes at start the kernel objects this daemon's kind
 	// owns that have no record (otherwise they are only listed).
 	PruneOrphans bool

@@ -16,6 +16,8 @@ func errNotFound(format string, args ...any) error { return errdefs.NotFound(for
 
 func errForbidden(format string, args ...any) error { return errdefs.Forbidden(format, args...) }
 
+func errUnavailable(format string, args ...any) error { return errdefs.Unavailable(format, args...) }
+
 // IsInvalidParameter reports whether err (or one it wraps) is a bad request.
 func IsInvalidParameter(err error) bool { return errdefs.IsInvalidParameter(err) }
 

@@ -65,6 +65,7 @@ type Lab struct {
 
 	mu        sync.Mutex
 	hosts     []*Host
+	closers   []func() error // run by Close after the daemons, before the namespaces
 	closed    bool
 	closeDone chan struct{} // closed when the first Close has finished
 	closeErr  error
@@ -275,6 +276,7 @@ func (l *Lab) Close() error {
 	}
 	l.closed = true
 	hosts := append([]*Host(nil), l.hosts...)
+	closers := l.closers
 	l.mu.Unlock()
 	defer func() {
 		openMu.Lock()
@@ -294,6 +296,11 @@ func (l *Lab) Close() error {
 			errs = append(errs, fmt.Errorf("stop daemon %s: %w", h.Node, err))
 		}
 	}
+	for i := len(closers) - 1; i >= 0; i-- {
+		if err := closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	errs = append(errs, l.removeNetns()...)
 	errs = append(errs, l.removePins()...)
 	if os.Getenv("NETD_LAB_KEEP") == "" {
@@ -303,6 +310,18 @@ func (l *Lab) Close() error {
 	}
 	l.closeErr = errors.Join(errs...)
 	return l.closeErr
+}
+
+// onClose makes Close run fn after stopping the daemons and before removing
+// the namespaces (what holds a namespace, a socket say, must go first).
+func (l *Lab) onClose(fn func() error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("lab is closed")
+	}
+	l.closers = append(l.closers, fn)
+	return nil
 }
 
 // Namespaces lists the named network namespaces belonging to this lab:
