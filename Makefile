@@ -13,10 +13,15 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Everything the build, the tests and the benchmark need from the distribution.
 DEPS_PKGS := clang llvm libbpf-dev bpftool iproute2 bridge-utils iperf3 sockperf \
-             tcpdump nftables iputils-ping netcat-openbsd util-linux
+             tcpdump nftables iputils-ping netcat-openbsd util-linux \
+             docker.io busybox-static
+# Units Debian's docker.io (and the containerd it pulls in) enable on install; the bench
+# runs its own dockerd in a namespace, so deps disables them again (docker-units-off).
+DOCKER_UNITS ?= docker.service docker.socket containerd.service
 
 UNIT_PKGS    = $$($(GO) list ./... | grep -v /tools/e2e)
-GENERATED    = dataplane/fastpath/*_bpfel.go dataplane/fastpath/*_bpfel.o
+GENERATED    = dataplane/fastpath/*_bpfel.go dataplane/fastpath/*_bpfel.o overlay/fastpath/*_bpfel.go overlay/fastpath/*_bpfel.o
+GEN_PKGS     = ./dataplane/fastpath/ ./overlay/fastpath/
 FUZZ_TIME   ?= 20s
 E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=
@@ -25,7 +30,7 @@ SMOKE_OUT   ?= bin/bench-smoke
 SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100
 
 .DEFAULT_GOAL := help
-.PHONY: help deps generate build test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench fmt lint lab-clean clean
+.PHONY: help deps docker-units-off generate build test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench compat fmt lint lab-clean clean
 
 help: ## List the targets
 	@echo "netd make targets:"
@@ -37,13 +42,37 @@ deps: ## Install build/test/bench packages with apt-get (idempotent; no update w
 	done; \
 	if [ -z "$$missing" ]; then echo "deps: all packages present"; else \
 	  echo "deps: installing$$missing"; \
+	  units=""; \
+	  case " $$missing " in *" docker.io "*) \
+	    units="docker.service docker.socket"; \
+	    dpkg-query -W -f='$${Status}' containerd 2>/dev/null | grep -q 'install ok installed' || units="$$units containerd.service";; \
+	  esac; \
+	  if [ -n "$$units" ] && [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\n# written by make deps for one apt-get install: start no service\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
+	    $(SUDO) chmod 755 /usr/sbin/policy-rc.d && trap '$(SUDO) rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  fi; \
 	  $(SUDO) apt-get update && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || exit 1; \
+	  [ -z "$$units" ] || $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) docker-units-off DOCKER_UNITS="$$units"; \
 	fi
 	@command -v $(GO) >/dev/null || { echo "deps: Go not found (expected /usr/local/go/bin/go)"; exit 1; }
 
-generate: ## Regenerate the bpf2go Go bindings and eBPF objects in dataplane/fastpath/
-	$(GO) generate ./dataplane/fastpath/
+docker-units-off: ## Disable (with systemd: and stop) the units docker.io enables; deps runs it after installing docker.io
+	@if command -v systemctl >/dev/null; then \
+	  now=""; [ -d /run/systemd/system ] && now="--now"; \
+	  $(SUDO) systemctl disable $$now $(DOCKER_UNITS) || echo "docker-units-off: systemctl disable failed (above); the bench needs none of these units"; \
+	elif command -v update-rc.d >/dev/null && [ -e /etc/init.d/docker ]; then \
+	  $(SUDO) update-rc.d docker disable; \
+	fi; \
+	root=$$($(SUDO) readlink /proc/1/ns/net); \
+	for p in $$(pgrep -x dockerd); do \
+	  [ "$$($(SUDO) readlink /proc/$$p/ns/net)" != "$$root" ] || \
+	    echo "docker-units-off: warning: a dockerd (pid $$p) runs in the root network namespace; the bench never uses it"; \
+	done; \
+	echo "docker-units-off: $(DOCKER_UNITS) disabled"
+
+generate: ## Regenerate the bpf2go Go bindings and eBPF objects in dataplane/fastpath/ and overlay/fastpath/
+	$(GO) generate $(GEN_PKGS)
 
 build: ## Build bin/netd
 	@mkdir -p bin
@@ -65,9 +94,9 @@ vet: ## go vet ./...
 
 check-generated: ## Fail if the committed eBPF objects/bindings differ from a fresh `go generate`
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	cp -a go.mod go.sum api bpf dataplane "$$tmp"/; \
+	cp -a go.mod go.sum api bpf dataplane overlay "$$tmp"/; \
 	rm -f $(addprefix "$$tmp"/,$(GENERATED)); \
-	(cd "$$tmp" && $(GO) generate ./dataplane/fastpath/) || exit 1; \
+	(cd "$$tmp" && $(GO) generate $(GEN_PKGS)) || exit 1; \
 	fresh=$$(cd "$$tmp" && ls $(GENERATED) 2>/dev/null); have=$$(ls $(GENERATED) 2>/dev/null); \
 	if [ "$$fresh" != "$$have" ]; then echo "generated files differ: have [$$have] fresh [$$fresh]; run make generate"; exit 1; fi; \
 	for f in $$fresh; do cmp -s "$$f" "$$tmp/$$f" || { echo "$$f is stale: run make generate"; exit 1; }; done; \
@@ -82,13 +111,13 @@ fuzz: ## Fuzz the eBPF program for FUZZ_TIME (default 20s)
 e2e: build ## End-to-end tests: real daemons in lab namespaces (root)
 	NETD_BIN=$(NETD_BIN) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./tools/e2e/
 
-bench-smoke: build ## One short bench round: ebpf, kernel and veth setups come up and measure (root)
+bench-smoke: build ## One short bench round: ebpf, kernel, docker and veth setups come up and measure (root)
 	@rm -rf $(SMOKE_OUT); \
 	if NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench $(SMOKE_FLAGS) --out $(SMOKE_OUT); then \
 	  echo "bench-smoke: all setups measured (results in $(SMOKE_OUT))"; \
 	else rc=$$?; \
 	  echo "bench-smoke: FAILED (exit $$rc); the table above lists the failures; daemon logs:"; \
-	  for f in $(SMOKE_OUT)/netd-*.log $(SMOKE_OUT)/dataplane-*.txt; do \
+	  for f in $(SMOKE_OUT)/netd-*.log $(SMOKE_OUT)/dataplane-*.txt $(SMOKE_OUT)/docker-*.log; do \
 	    [ -f "$$f" ] && { echo "---- $$f (last 40 lines)"; tail -n 40 "$$f"; }; \
 	  done; exit 1; \
 	fi
@@ -96,22 +125,29 @@ bench-smoke: build ## One short bench round: ebpf, kernel and veth setups come u
 demo: deps build ## Walk through networks, containers and pings in a throwaway lab (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/demo
 
-bench: deps build ## eBPF vs kernel bridge vs direct veth, side by side; network create/rm/ls at 10, 100, 1000 networks (root)
+bench: deps build ## eBPF vs kernel bridge vs Docker's bridge vs direct veth, side by side; network create/rm/ls at 10, 100, 1000 networks (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench
+
+compat: deps build ## Same `network` steps against a real dockerd and netd; diff stdout, stderr, exit codes (root; report in bin/compat)
+	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/compat --out bin/compat
 
 fmt: ## gofmt -w every Go file
 	gofmt -w $$(git ls-files --cached --others --exclude-standard '*.go')
 
 lint: check-fmt vet ## gofmt check + go vet
 
-# Lab prefixes: ndl<4 hex> (tests, demo), ndb<4 hex>[ek] (bench); their netns,
-# pin dirs and /tmp work dirs all start with <prefix>-.
-LAB_RE := ^nd[lb][0-9a-f]{4}[ek]?-
+# Lab prefixes: ndl<4 hex> (tests, demo), ndb<4 hex><setup letter> (bench), ndc<4 hex> (compat);
+# their netns, pin dirs, /tmp work dirs and (a Docker engine's) cgroups all start with <prefix>-.
+LAB_RE := ^nd[lbc][0-9a-f]{4}[a-z]?-
 
 lab-clean: ## Remove namespaces, pins and work dirs left by a killed lab run (no lab may be running)
 	@for ns in $$(ls /run/netns 2>/dev/null | grep -E '$(LAB_RE)'); do echo "ip netns del $$ns"; ip netns del $$ns; done
 	@for d in $$(ls /sys/fs/bpf/netd 2>/dev/null | grep -E '$(LAB_RE)'); do echo "rm -rf /sys/fs/bpf/netd/$$d"; rm -rf /sys/fs/bpf/netd/$$d; done
-	@for d in $$(ls $${TMPDIR:-/tmp} 2>/dev/null | grep -E '$(LAB_RE)'); do echo "rm -rf $${TMPDIR:-/tmp}/$$d"; rm -rf $${TMPDIR:-/tmp}/$$d; done
+	@for d in $$(ls -d /sys/fs/cgroup/ /sys/fs/cgroup/*/ 2>/dev/null); do for c in $$(ls $$d 2>/dev/null | grep -E '$(LAB_RE)'); do \
+	  echo "rmdir cgroup $$d$$c"; find $$d$$c -depth -type d -exec rmdir {} +; done; done
+	@for d in $$(ls $${TMPDIR:-/tmp} 2>/dev/null | grep -E '$(LAB_RE)'); do \
+	  for m in $$(awk '{print $$5}' /proc/self/mountinfo | grep "^$${TMPDIR:-/tmp}/$$d/" | sort -r); do echo "umount -l $$m"; umount -l $$m; done; \
+	  echo "rm -rf $${TMPDIR:-/tmp}/$$d"; rm -rf $${TMPDIR:-/tmp}/$$d; done
 
 clean: ## Remove build output
 	rm -rf bin

@@ -201,6 +201,26 @@ func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 	return call[VersionInfo](ctx, c, http.MethodGet, "/version", nil, nil)
 }
 
+// NodeList lists the cluster's members as the daemon sees them.
+func (c *Client) NodeList(ctx context.Context) ([]Node, error) {
+	return call[[]Node](ctx, c, http.MethodGet, "/nodes", nil, nil)
+}
+
+// NodeInspect returns one member, with its endpoints.
+func (c *Client) NodeInspect(ctx context.Context, name string) (Node, error) {
+	return call[Node](ctx, c, http.MethodGet, "/nodes/"+url.PathEscape(name), nil, nil)
+}
+
+// NodeKeys lists the gossip keys of every live member.
+func (c *Client) NodeKeys(ctx context.Context) (NodeKeyResponse, error) {
+	return call[NodeKeyResponse](ctx, c, http.MethodGet, "/nodes/keys", nil, nil)
+}
+
+// NodeKeyOp installs, uses or removes a gossip key on every live member.
+func (c *Client) NodeKeyOp(ctx context.Context, op, key string) (NodeKeyResponse, error) {
+	return call[NodeKeyResponse](ctx, c, http.MethodPost, "/nodes/keys/"+url.PathEscape(op), nil, NodeKeyRequest{Key: key})
+}
+
 // NetworkList lists networks matching filters (same key ORed, keys ANDed).
 func (c *Client) NetworkList(ctx context.Context, filters map[string][]string) ([]Network, error) {
 	q, err := filterQuery(filters)
@@ -218,6 +238,12 @@ func (c *Client) NetworkCreate(ctx context.Context, req NetworkCreateRequest) (N
 // NetworkInspect returns one network by ID, ID prefix or name.
 func (c *Client) NetworkInspect(ctx context.Context, idOrName string) (Network, error) {
 	return call[Network](ctx, c, http.MethodGet, objPath("networks", idOrName), nil, nil)
+}
+
+// NetworkInspectVerbose is NetworkInspect with, for a cluster-wide
+// network, the endpoints of every host (Services).
+func (c *Client) NetworkInspectVerbose(ctx context.Context, idOrName string) (Network, error) {
+	return call[Network](ctx, c, http.MethodGet, objPath("networks", idOrName), url.Values{"verbose": {"true"}}, nil)
 }
 
 // NetworkRemove deletes a network.

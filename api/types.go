@@ -105,6 +105,34 @@ type Network struct {
 	Containers map[string]EndpointResource `json:"Containers"`
 	Options    map[string]string           `json:"Options"`
 	Labels     map[string]string           `json:"Labels"`
+	// Peers are the hosts with endpoints on a cluster-wide network.
+	Peers []PeerInfo `json:"Peers,omitempty"`
+	// Services (inspect --verbose of a cluster-wide network): Docker's
+	// shape; every endpoint of every host is a task of the "" service.
+	Services map[string]ServiceInfo `json:"Services,omitempty"`
+}
+
+// PeerInfo is a host of a cluster-wide network and its VTEP address.
+type PeerInfo struct {
+	Name string `json:"Name"`
+	IP   string `json:"IP"`
+}
+
+// ServiceInfo is Docker's verbose-inspect service entry.
+type ServiceInfo struct {
+	VIP          string   `json:"VIP"`
+	Ports        []string `json:"Ports"`
+	LocalLBIndex int      `json:"LocalLBIndex"`
+	Tasks        []Task   `json:"Tasks"`
+}
+
+// Task is one endpoint in verbose inspect: Info has "Host IP" (the VTEP,
+// as Docker), "Host", "MAC" and "State" (live or withdrawn).
+type Task struct {
+	Name       string            `json:"Name"`
+	EndpointID string            `json:"EndpointID"`
+	EndpointIP string            `json:"EndpointIP"`
+	Info       map[string]string `json:"Info"`
 }
 
 // NetworkCreateRequest is the body of POST /v1/networks/create.

@@ -22,7 +22,11 @@ enum drop_reason {
 	DROP_ISOLATED = 5,   /* IPv4 destination in another netd network's subnet */
 	DROP_INTERNAL = 6,   /* IPv4 destination outside the subnet of an internal network */
 	DROP_IPV6 = 7,       /* IPv6 (also VLAN-tagged) on a network without NET_F_IPV6 */
-	DROP_REASON_MAX = 8,
+	DROP_NO_ENDPOINT = 8, /* overlay: destination MAC, IPv4 or ARP target is no endpoint of the network */
+	DROP_FLOOD = 9,       /* overlay: broadcast/multicast other than ARP: nothing floods the underlay */
+	DROP_NO_TUNNEL = 10,  /* overlay: no VXLAN device or VTEP configured, no or unusable tunnel key */
+	DROP_VLAN = 11,       /* overlay: VLAN-tagged frame; overlay networks carry untagged frames only */
+	DROP_REASON_MAX = 12,
 };
 
 /* network_info.flags */
@@ -75,6 +79,71 @@ struct ep_counters {
 	__u64 fast_pkts;
 	__u64 fast_bytes;
 	__u64 slow_pkts;
+	__u64 drops[DROP_REASON_MAX];
+};
+
+/* Overlay data path (bpf/overlay.c). Networks are keyed by their VNI, the
+ * one number every host agrees on; local and remote endpoints share a table. */
+#define NETD_OV_MAX_ENDPOINTS 65536 /* local and remote endpoints of every overlay network */
+#define NETD_OV_MAX_LOCAL 4096      /* endpoints on this host */
+#define NETD_OV_MAX_NETWORKS 1024
+/* Tunnel counters slot for frames of no network here (VNIs are 24 bits). */
+#define NETD_OV_VNI_OTHER 0xffffffffU
+
+/* Key of the overlay endpoint table by MAC (forwarding, tunnel ingress). */
+struct ov_mac_key {
+	__u32 vni;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* Key of the overlay endpoint table by address (ARP replies, IPv4 fallback). */
+struct ov_ip_key {
+	__u32 vni;
+	__be32 ipv4; /* network byte order */
+};
+
+/* An endpoint of an overlay network: local (ifindex set) or remote (vtep set). */
+struct ov_endpoint {
+	__u32 ifindex; /* host-side veth of a local endpoint; 0 for a remote one */
+	__be32 vtep;   /* VTEP of the host owning a remote endpoint; 0 for a local one */
+	__be32 ipv4;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* What the owner of a host-side veth on an overlay network may send as. */
+struct ov_iface {
+	__u32 vni;
+	__be32 ipv4;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* The one entry of the overlay config map: where encapsulated frames go. */
+struct ov_config {
+	__u32 vxlan_ifindex; /* collect-metadata VXLAN device */
+	__be32 local_vtep;   /* explicit outer source address */
+};
+
+/* Per-CPU, per host-side ifindex of a local overlay endpoint. */
+struct ov_ep_counters {
+	__u64 local_pkts;  /* sent to an endpoint on this host */
+	__u64 local_bytes;
+	__u64 encap_pkts;  /* sent through the tunnel */
+	__u64 encap_bytes;
+	__u64 decap_pkts;  /* received from the tunnel */
+	__u64 decap_bytes;
+	__u64 arp_replies; /* ARP requests answered in place */
+	__u64 drops[DROP_REASON_MAX];
+};
+
+/* Per-CPU, per VNI (NETD_OV_VNI_OTHER: any other): the tunnel's side. */
+struct ov_tunnel_counters {
+	__u64 encap_pkts;
+	__u64 encap_bytes;
+	__u64 decap_pkts;
+	__u64 decap_bytes;
 	__u64 drops[DROP_REASON_MAX];
 };
 

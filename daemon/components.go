@@ -19,9 +19,11 @@ import (
 	"github.com/netd-dev/netd/dataplane/bpffs"
 	"github.com/netd-dev/netd/dataplane/bridge"
 	"github.com/netd-dev/netd/dataplane/fastpath"
+	"github.com/netd-dev/netd/dataplane/macvlan"
 	"github.com/netd-dev/netd/dataplane/nlutil"
 	"github.com/netd-dev/netd/dataplane/nop"
 	"github.com/netd-dev/netd/dataplane/sandbox"
+	"github.com/netd-dev/netd/overlay"
 )
 
 // component is one part of the running daemon: started in list order,
@@ -72,6 +74,7 @@ type daemon struct {
 	accelErr error
 	drivers  []dataplane.Driver
 	m        *Manager
+	cluster  *clusterService // nil outside a cluster
 	srv      *http.Server
 	serveErr chan error
 }
@@ -87,6 +90,7 @@ func (d *daemon) components() []component {
 		{name: "drivers", start: d.startDrivers, close: d.closeDrivers},
 		{name: "manager", start: d.startManager},
 		{name: "mount namespace check", start: d.checkMountNamespace},
+		{name: "cluster", start: d.startCluster, close: d.closeCluster},
 		{name: "api", start: d.serveAPI, close: d.stopAPI},
 	}
 }
@@ -176,8 +180,19 @@ func (d *daemon) startDrivers(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start bridge driver: %w", err)
 	}
+	mv, err := macvlan.New(macvlan.Config{Logger: d.log})
+	if err != nil {
+		br.Close()
+		return fmt.Errorf("start macvlan driver: %w", err)
+	}
+	ov, err := overlay.New(overlay.Config{Bridge: br, Dataplane: d.cfg.Dataplane, Port: d.cfg.Cluster.VXLANPort, Logger: d.log})
+	if err != nil {
+		br.Close()
+		mv.Close()
+		return fmt.Errorf("start overlay driver: %w", err)
+	}
 	// Registration order is the order built-in networks are created in.
-	d.drivers = []dataplane.Driver{br, nop.Host(), nop.Null()}
+	d.drivers = []dataplane.Driver{br, nop.Host(), nop.Null(), mv, ov}
 	return nil
 }
 

@@ -163,6 +163,11 @@ func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.Endpo
 		inUse[o.Addr.Addr()] = true
 		macs[o.MAC] = true
 	}
+	global := m.isGlobal(n)
+	if global {
+		// Other hosts' endpoints on a cluster-wide network.
+		m.clusterInUse(n.ID, inUse, macs)
+	}
 	spec := PoolSpec{Subnet: n.Subnet, IPRange: n.IPRange, Gateway: n.Gateway, Aux: n.Aux}
 	var addr netip.Addr
 	if req.IsValid() {
@@ -174,7 +179,13 @@ func (m *Manager) planEndpoint(n *NetworkRecord, c *ContainerRecord, s api.Endpo
 		}
 		addr = req
 	} else {
-		a, err := AllocateAddr(spec, inUse)
+		alloc := AllocateAddr
+		if global {
+			alloc = func(spec PoolSpec, inUse map[netip.Addr]bool) (netip.Addr, error) {
+				return m.allocateGlobalAddr(n, spec, inUse)
+			}
+		}
+		a, err := alloc(spec, inUse)
 		if errors.Is(err, ErrNoAvailableIPs) {
 			// Docker names the full network; the caller's state, not a daemon fault.
 			return nil, errConflict("%w: %s (%s)", err, n.Name, n.ID)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netd-dev/netd/api"
@@ -99,6 +100,8 @@ type Manager struct {
 	status           StatusProvider
 	log              *slog.Logger
 	now              func() time.Time
+
+	cluster atomic.Pointer[clusterService] // nil when the node is not in a cluster
 
 	networks     map[string]*NetworkRecord
 	endpoints    map[string]*EndpointRecord
@@ -231,6 +234,8 @@ func networkConfig(n *NetworkRecord) *dataplane.NetworkConfig {
 		Index:       n.Index,
 		Subnet:      n.Subnet,
 		Gateway:     n.Gateway,
+		IPRange:     n.IPRange,
+		Aux:         maps.Clone(n.Aux),
 		Internal:    n.Internal,
 		Options:     maps.Clone(n.Options),
 		DriverState: maps.Clone(n.DriverState),
@@ -362,6 +367,10 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 	if err := checkNetworkName(req.Name); err != nil {
 		return api.NetworkCreateResponse{}, err
 	}
+	if isPredefinedName(req.Name) {
+		// Docker's text, trailing space included.
+		return api.NetworkCreateResponse{}, errForbidden("operation is not permitted on predefined %s network ", req.Name)
+	}
 	if m.networkByName(req.Name) != nil {
 		return api.NetworkCreateResponse{}, errConflict("network with name %s already exists", req.Name)
 	}
@@ -451,8 +460,15 @@ func (m *Manager) assignIPAM(rec *NetworkRecord, ipam *api.IPAM) error {
 		}
 		rec.Subnet, rec.IPRange, rec.Gateway, rec.Aux = spec.Subnet, spec.IPRange, spec.Gateway, spec.Aux
 		rec.UserSubnet = true
+		// ParsePoolSpec fills the default gateway; Docker does not show it.
+		rec.AutoGateway = ipam.Config[0].Gateway == ""
 	} else {
-		subnet, err := m.allocateSubnet()
+		allocate := m.allocateSubnet
+		if m.isGlobal(rec) {
+			// Unique in the cluster, not just on this host.
+			allocate = func() (netip.Prefix, error) { return m.allocateGlobalSubnet(context.Background()) }
+		}
+		subnet, err := allocate()
 		if err != nil {
 			return err
 		}
@@ -462,6 +478,16 @@ func (m *Manager) assignIPAM(rec *NetworkRecord, ipam *api.IPAM) error {
 		rec.Gateway = DefaultGateway(rec.Subnet)
 	}
 	return nil
+}
+
+// isPredefinedName says whether name is one Docker reserves for its
+// network modes: the built-in networks and "default".
+func isPredefinedName(name string) bool {
+	switch name {
+	case NetworkBridge, NetworkHost, NetworkNone, "default":
+		return true
+	}
+	return false
 }
 
 // createNetwork builds the kernel side and then persists rec.
@@ -521,6 +547,17 @@ func (m *Manager) removeNetwork(ctx context.Context, n *NetworkRecord) error {
 	if len(m.networkEndpoints(n.ID)) > 0 {
 		return errForbidden("error while removing network: network %s id %s has active endpoints", n.Name, n.ID)
 	}
+	if m.isGlobal(n) {
+		if err := m.checkGlobalRemove(n); err != nil {
+			return err
+		}
+		if n.Origin != "" && m.cluster.Load() != nil {
+			// Only its creator deletes the network's entry: ask it to.
+			if err := m.publishRemoval(n); err != nil {
+				return fmt.Errorf("remove network %s: %w", n.Name, err)
+			}
+		}
+	}
 	d, err := m.driver(n.Driver)
 	if err != nil {
 		return err
@@ -552,7 +589,7 @@ func (m *Manager) PruneNetworks(ctx context.Context, f Filters) (api.NetworksPru
 		if n.Builtin || len(m.networkEndpoints(n.ID)) > 0 {
 			continue
 		}
-		ok, err := MatchPrune(f, m.networkView(n), now)
+		ok, err := MatchPrune(f, m.networkView(n, false), now)
 		if err != nil {
 			return report, err
 		}
@@ -585,7 +622,7 @@ func (m *Manager) ListNetworks(f Filters) ([]api.Network, error) {
 	}
 	out := []api.Network{}
 	for _, n := range m.sortedNetworks() {
-		view := m.networkView(n)
+		view := m.networkView(n, false)
 		ok, err := MatchNetwork(f, NetworkFacts{
 			Network:  view,
 			Builtin:  n.Builtin,
@@ -603,17 +640,23 @@ func (m *Manager) ListNetworks(f Filters) ([]api.Network, error) {
 
 // InspectNetwork returns one network in Docker's shape.
 func (m *Manager) InspectNetwork(ref string) (api.Network, error) {
+	return m.InspectNetworkVerbose(ref, false)
+}
+
+// InspectNetworkVerbose is InspectNetwork; verbose adds, for a
+// cluster-wide network, every endpoint of every host (Services).
+func (m *Manager) InspectNetworkVerbose(ref string, verbose bool) (api.Network, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, err := m.findNetwork(ref)
 	if err != nil {
 		return api.Network{}, err
 	}
-	return m.networkView(n), nil
+	return m.networkView(n, verbose), nil
 }
 
 // networkView renders a record as Docker's network resource.
-func (m *Manager) networkView(n *NetworkRecord) api.Network {
+func (m *Manager) networkView(n *NetworkRecord, verbose bool) api.Network {
 	v := api.Network{
 		Name:       n.Name,
 		ID:         n.ID,
@@ -628,12 +671,15 @@ func (m *Manager) networkView(n *NetworkRecord) api.Network {
 		Options:    cloneLabels(n.Options),
 		Labels:     cloneLabels(n.Labels),
 	}
+	if n.Builtin {
+		v.IPAM.Options = nil // Docker shows null for the built-in networks
+	}
 	if n.Subnet.IsValid() {
 		c := api.IPAMConfig{Subnet: n.Subnet.String()}
 		if n.IPRange.IsValid() {
 			c.IPRange = n.IPRange.String()
 		}
-		if n.Gateway.IsValid() {
+		if n.Gateway.IsValid() && !n.AutoGateway {
 			c.Gateway = n.Gateway.String()
 		}
 		if len(n.Aux) > 0 {
@@ -651,6 +697,17 @@ func (m *Manager) networkView(n *NetworkRecord) api.Network {
 			r.IPv4Address = ep.Addr.String()
 		}
 		v.Containers[c.ID] = r
+	}
+	if r, ok := m.drivers[n.Driver].(dataplane.OptionReporter); ok {
+		for k, val := range r.ReportedOptions(networkConfig(n)) {
+			if v.Options == nil {
+				v.Options = map[string]string{}
+			}
+			v.Options[k] = val
+		}
+	}
+	if m.isGlobal(n) {
+		m.globalView(n, &v, verbose)
 	}
 	return v
 }
@@ -793,6 +850,22 @@ func (m *Manager) reconcile(ctx context.Context, prune bool) (orphans []dataplan
 		}
 	}
 
+	// A layered driver's networks are its base's too (overlay on bridge).
+	for typ, d := range m.drivers {
+		l, ok := d.(dataplane.Layered)
+		if !ok {
+			continue
+		}
+		for _, n := range byDriver[typ] {
+			bn, err := l.BaseNetwork(n)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("network %s: %w", n.Name, err))
+				continue
+			}
+			byDriver[l.Base()] = append(byDriver[l.Base()], bn)
+		}
+		epsByDriver[l.Base()] = append(epsByDriver[l.Base()], epsByDriver[typ]...)
+	}
 	for _, typ := range slices.Sorted(maps.Keys(m.drivers)) {
 		o, err := m.drivers[typ].Reconcile(ctx, byDriver[typ], epsByDriver[typ], prune)
 		orphans = append(orphans, o...)

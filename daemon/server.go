@@ -32,7 +32,8 @@ type server struct {
 	log *slog.Logger
 }
 
-// NewHandler returns the HTTP handler of the /v1 API backed by m.
+// NewHandler returns the HTTP handler of the /v1 API backed by m, and of
+// the Docker Engine API's network calls on every other path (engineapi.go).
 func NewHandler(m *Manager, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -56,7 +57,11 @@ func NewHandler(m *Manager, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET "+v+"/dataplane", s.dataplane)
 	mux.HandleFunc("GET "+v+"/system/check", s.systemCheck)
 	mux.HandleFunc("POST "+v+"/system/prune", s.systemPrune)
-	return bodyDeadline(s.logged(jsonMuxErrors(mux)))
+	mux.HandleFunc("GET "+v+"/nodes", s.listNodes)
+	mux.HandleFunc("GET "+v+"/nodes/keys", s.listKeys)
+	mux.HandleFunc("POST "+v+"/nodes/keys/{op}", s.keyOp)
+	mux.HandleFunc("GET "+v+"/nodes/{name}", s.inspectNode)
+	return bodyDeadline(s.logged(splitAPIs(jsonMuxErrors(mux), newEngineAPI(s))))
 }
 
 // Timeouts of the API server. Hijacked connections (netns passing) are
@@ -341,7 +346,7 @@ func (s *server) pruneNetworks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) inspectNetwork(w http.ResponseWriter, r *http.Request) {
-	n, err := s.m.InspectNetwork(r.PathValue("id"))
+	n, err := s.m.InspectNetworkVerbose(r.PathValue("id"), r.URL.Query().Get("verbose") == "true")
 	s.reply(w, r, http.StatusOK, n, err)
 }
 

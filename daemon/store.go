@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -47,6 +48,11 @@ type NetworkRecord struct {
 	// DriverState is the driver's own settings (ValidateNetwork's result),
 	// opaque here.
 	DriverState map[string]string `json:"driverState,omitempty"`
+	// AutoGateway: netd picked the gateway of a user's subnet; inspect does not show it, as Docker.
+	AutoGateway bool `json:"autoGateway,omitempty"`
+	// Origin is the node that created a cluster-wide network this host
+	// adopted from the gossip table; empty for networks created here.
+	Origin string `json:"origin,omitempty"`
 }
 
 // EndpointRecord is one attachment of a container to a network.
@@ -120,6 +126,10 @@ type Store struct {
 	// clean: checked and fully decoded at open, so Close may refresh the
 	// last good copy.
 	clean bool
+
+	// committed is called after every successful Update (the cluster
+	// publisher's kick); it must not block.
+	committed atomic.Pointer[func()]
 
 	mu       sync.Mutex
 	txid     uint64 // last id written to the txid file
@@ -412,9 +422,15 @@ func (s *Store) Update(fn func(tx *StoreTx) error) error {
 	if err == nil {
 		// After the commit is on disk: the record is never ahead of the file.
 		s.recordTxID(txid, false)
+		if f := s.committed.Load(); f != nil {
+			(*f)()
+		}
 	}
 	return err
 }
+
+// OnCommit sets the function called after each committed Update.
+func (s *Store) OnCommit(f func()) { s.committed.Store(&f) }
 
 // StoreTx is a write transaction of the Store.
 type StoreTx struct {

@@ -61,6 +61,11 @@ type NetworkConfig struct {
 	Subnet   netip.Prefix
 	Gateway  netip.Addr // zero for networks without a gateway
 	Internal bool       // no traffic beyond the subnet
+	// IPRange is where endpoint addresses are allocated from (zero: the
+	// whole subnet); Aux are the --aux-address reservations. A driver that
+	// puts an address of its own in the subnet keeps out of both.
+	IPRange netip.Prefix
+	Aux     map[string]netip.Addr
 	// Options are the -o options as the user gave them (shown by inspect).
 	Options map[string]string
 	// DriverState is what the driver's ValidateNetwork returned when the
@@ -180,6 +185,23 @@ func (d Drift) String() string { return d.Object + ": " + d.Problem }
 // what the daemon stored, read-only. Orphans (see Reconcile) are drift too.
 type Checker interface {
 	Check(ctx context.Context, nets []*NetworkConfig, eps []*EndpointConfig) ([]Drift, error)
+}
+
+// Layered is an optional interface: a driver whose networks are built on
+// another driver's (an overlay network is a bridge network plus a tunnel
+// device). The daemon also hands its networks and endpoints to the base
+// driver's Reconcile, so the base counts their objects as known.
+type Layered interface {
+	Base() string
+	// BaseNetwork is n as the base driver sees it on this host.
+	BaseNetwork(n *NetworkConfig) (*NetworkConfig, error)
+}
+
+// OptionReporter is an optional interface: a driver that shows settings it
+// chose among a network's Options in inspect, as Docker's overlay shows
+// the VXLAN ID it allocated.
+type OptionReporter interface {
+	ReportedOptions(n *NetworkConfig) map[string]string
 }
 
 // Closer is an optional interface: a driver holding handles the daemon

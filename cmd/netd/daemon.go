@@ -32,6 +32,11 @@ func daemonCommand() *cli.Command {
 			&cli.StringFlag{Name: "dataplane", Value: api.DataplaneEBPF, EnvVars: []string{"NETD_DATAPLANE"}, Usage: "default dataplane of new networks: ebpf|kernel"},
 			&cli.StringSliceFlag{Name: "default-address-pool", EnvVars: []string{"NETD_DEFAULT_ADDRESS_POOL"}, Usage: "default address pool for networks (base=10.10.0.0/16,size=24); repeatable"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"NETD_LOG_LEVEL"}, Usage: "debug|info|warn|error"},
+			&cli.StringFlag{Name: "advertise-addr", EnvVars: []string{"NETD_ADVERTISE_ADDR"}, Usage: "address other hosts reach this one at (the underlay); default: the source address of the route to the first --join peer"},
+			&cli.StringSliceFlag{Name: "join", EnvVars: []string{"NETD_JOIN"}, Usage: "HOST[:PORT] of cluster members to join, comma-separated or repeated"},
+			&cli.IntFlag{Name: "gossip-port", Value: 7946, EnvVars: []string{"NETD_GOSSIP_PORT"}, Usage: "TCP and UDP port of the gossip (memberlist)"},
+			&cli.IntFlag{Name: "vxlan-port", Value: 4789, EnvVars: []string{"NETD_VXLAN_PORT"}, Usage: "UDP port of the VXLAN traffic of overlay networks"},
+			&cli.StringFlag{Name: "gossip-key-file", EnvVars: []string{"NETD_GOSSIP_KEY_FILE"}, Usage: "file with the base64 gossip key (16, 24 or 32 bytes: `openssl rand -base64 32`); encrypts and authenticates all gossip"},
 			&cli.BoolFlag{Name: "prune-orphans", EnvVars: []string{"NETD_PRUNE_ORPHANS"}, Usage: "at start, delete kernel objects of this node that have no record in the state dir (otherwise they are kept and listed)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -62,6 +67,19 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 	if c.String("node-name") == "" {
 		return cfg, fmt.Errorf("--node-name is empty and the hostname is unknown")
 	}
+	port := c.Int("gossip-port")
+	if port < 1 || port > 65535 {
+		return cfg, fmt.Errorf("invalid --gossip-port %d: want 1-65535", port)
+	}
+	if vp := c.Int("vxlan-port"); vp < 1 || vp > 65535 {
+		return cfg, fmt.Errorf("invalid --vxlan-port %d: want 1-65535", vp)
+	}
+	var join []string
+	for _, j := range c.StringSlice("join") {
+		for _, p := range strings.FieldsFunc(j, func(r rune) bool { return r == ',' || r == ' ' }) {
+			join = append(join, p)
+		}
+	}
 	var pools []string
 	for _, p := range c.StringSlice("default-address-pool") {
 		// NETD_DEFAULT_ADDRESS_POOL holds several pools separated by spaces.
@@ -75,7 +93,14 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 		Dataplane:    dp,
 		AddressPools: pools,
 		PruneOrphans: c.Bool("prune-orphans"),
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Cluster: daemon.ClusterConfig{
+			AdvertiseAddr: c.String("advertise-addr"),
+			Join:          join,
+			Port:          port,
+			KeyFile:       c.String("gossip-key-file"),
+			VXLANPort:     c.Int("vxlan-port"),
+		},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}, nil
 }
 

@@ -262,7 +262,23 @@ func consolidateIPAM(subnets, ranges, gateways []string, aux map[string]string) 
 }
 
 func networkInspectCommand() *cli.Command {
-	return inspectCommand("network", (*api.Client).NetworkInspect)
+	cmd := inspectCommand("network", func(cl *api.Client, ctx context.Context, name string) (api.Network, error) {
+		return cl.NetworkInspect(ctx, name)
+	})
+	// Docker's --verbose: a cluster-wide network's endpoints on every host.
+	cmd.Flags = append(cmd.Flags, &cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "Verbose output for diagnostics"})
+	inner := cmd.Action
+	cmd.Action = func(c *cli.Context) error {
+		if !c.Bool("verbose") {
+			return inner(c)
+		}
+		return argsAction(minArgs(1), func(c *cli.Context, cl *api.Client) error {
+			return inspectEach(c, "network", c.Args().Slice(), func(name string) (api.Network, error) {
+				return cl.NetworkInspectVerbose(c.Context, name)
+			})
+		})(c)
+	}
+	return cmd
 }
 
 func networkRmCommand() *cli.Command {

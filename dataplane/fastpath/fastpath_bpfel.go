@@ -16,15 +16,19 @@ import (
 type fastpathDropReason uint32
 
 const (
-	fastpathDropReasonDROP_SPOOF_MAC  fastpathDropReason = 0
-	fastpathDropReasonDROP_SPOOF_IP   fastpathDropReason = 1
-	fastpathDropReasonDROP_SPOOF_ARP  fastpathDropReason = 2
-	fastpathDropReasonDROP_ICC_DENIED fastpathDropReason = 3
-	fastpathDropReasonDROP_MALFORMED  fastpathDropReason = 4
-	fastpathDropReasonDROP_ISOLATED   fastpathDropReason = 5
-	fastpathDropReasonDROP_INTERNAL   fastpathDropReason = 6
-	fastpathDropReasonDROP_IPV6       fastpathDropReason = 7
-	fastpathDropReasonDROP_REASON_MAX fastpathDropReason = 8
+	fastpathDropReasonDROP_SPOOF_MAC   fastpathDropReason = 0
+	fastpathDropReasonDROP_SPOOF_IP    fastpathDropReason = 1
+	fastpathDropReasonDROP_SPOOF_ARP   fastpathDropReason = 2
+	fastpathDropReasonDROP_ICC_DENIED  fastpathDropReason = 3
+	fastpathDropReasonDROP_MALFORMED   fastpathDropReason = 4
+	fastpathDropReasonDROP_ISOLATED    fastpathDropReason = 5
+	fastpathDropReasonDROP_INTERNAL    fastpathDropReason = 6
+	fastpathDropReasonDROP_IPV6        fastpathDropReason = 7
+	fastpathDropReasonDROP_NO_ENDPOINT fastpathDropReason = 8
+	fastpathDropReasonDROP_FLOOD       fastpathDropReason = 9
+	fastpathDropReasonDROP_NO_TUNNEL   fastpathDropReason = 10
+	fastpathDropReasonDROP_VLAN        fastpathDropReason = 11
+	fastpathDropReasonDROP_REASON_MAX  fastpathDropReason = 12
 )
 
 type fastpathEndpointInfo struct {
@@ -48,7 +52,7 @@ type fastpathEpCounters struct {
 	FastPkts  uint64
 	FastBytes uint64
 	SlowPkts  uint64
-	Drops     [8]uint64
+	Drops     [12]uint64
 }
 
 type fastpathIfaceInfo struct {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -131,7 +132,15 @@ func pinExists(path string) (bool, error) {
 
 // migrateMap replaces a pinned map whose layout changed, copying what fits.
 func (e *EBPF) migrateMap(ms *ebpf.MapSpec) (*ebpf.Map, error) {
-	path := filepath.Join(e.pinDir, ms.Name)
+	return MigratePinnedMap(e.pinDir, ms, e.logger)
+}
+
+// MigratePinnedMap replaces the map pinned as ms.Name in pinDir, whose layout
+// differs from ms, by a new one pinned in its place, copying the entries
+// whose key fits (values truncated or zero-extended). The overlay data path
+// migrates its maps with it too.
+func MigratePinnedMap(pinDir string, ms *ebpf.MapSpec, logger *slog.Logger) (*ebpf.Map, error) {
+	path := filepath.Join(pinDir, ms.Name)
 	old, err := ebpf.LoadPinnedMap(path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load pinned map: %w", err)
@@ -160,7 +169,7 @@ func (e *EBPF) migrateMap(ms *ebpf.MapSpec) (*ebpf.Map, error) {
 		nm.Close()
 		return nil, fmt.Errorf("pin migrated map: %w", err)
 	}
-	e.logger.Warn("migrated pinned eBPF map with a changed layout",
+	logger.Warn("migrated pinned eBPF map with a changed layout",
 		"map", ms.Name,
 		"old_key_size", oi.KeySize, "old_value_size", oi.ValueSize, "old_max_entries", oi.MaxEntries,
 		"new_key_size", ns.KeySize, "new_value_size", ns.ValueSize, "new_max_entries", ns.MaxEntries,

@@ -24,6 +24,11 @@ var DropReasonNames = [...]string{
 	fastpathDropReasonDROP_ISOLATED:   "ISOLATED",
 	fastpathDropReasonDROP_INTERNAL:   "INTERNAL",
 	fastpathDropReasonDROP_IPV6:       "IPV6",
+	// Overlay reasons (bpf/overlay.c); the bridge never counts them.
+	fastpathDropReasonDROP_NO_ENDPOINT: "NO_ENDPOINT",
+	fastpathDropReasonDROP_FLOOD:       "FLOOD",
+	fastpathDropReasonDROP_NO_TUNNEL:   "NO_TUNNEL",
+	fastpathDropReasonDROP_VLAN:        "VLAN",
 }
 
 // Compile-time check that every reason of the C enum has a Go name.

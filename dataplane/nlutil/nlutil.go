@@ -60,6 +60,9 @@ func RoutePrefixes(h *netlink.Handle) ([]netip.Prefix, error) {
 			continue
 		}
 		ones, _ := r.Dst.Mask.Size()
+		if ones == 0 {
+			continue // a default route (netlink reports it as 0.0.0.0/0) occupies no subnet
+		}
 		out = append(out, netip.PrefixFrom(a.Unmap(), ones))
 	}
 	return out, nil
