@@ -42,6 +42,8 @@ func (s *server) containerNetns(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errInvalid("the network namespace of container %s can be passed only over a unix socket", c.Name))
 		return
 	}
+	// What runs in the container finds its resolver answering.
+	s.m.waitDNS(r.Context(), c)
 	ns, err := openNetns(c)
 	if err != nil {
 		s.fail(w, r, err)

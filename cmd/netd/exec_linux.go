@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +29,10 @@ func execIn(c *cli.Context, cl *api.Client) error {
 		return err
 	}
 	defer closeNS()
+	if ct, err := cl.ContainerInspect(c.Context, name); err == nil && ct.NetworkSettings.SandboxKey != "" {
+		// /etc/netns/<netns>/resolv.conf: the embedded DNS server.
+		enter = withNetnsEtc(enter, filepath.Base(ct.NetworkSettings.SandboxKey), c.App.ErrWriter)
+	}
 	code, err := runInSandbox(enter, argv, c.App.Reader, c.App.Writer, c.App.ErrWriter)
 	if err != nil {
 		return err
