@@ -13,8 +13,8 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Everything the build, the tests and the benchmark need from the distribution.
 DEPS_PKGS := clang llvm libbpf-dev bpftool iproute2 bridge-utils iperf3 sockperf \
-             tcpdump nftables iputils-ping netcat-openbsd util-linux \
-             docker.io busybox-static
+             tcpdump tshark nftables iputils-ping netcat-openbsd util-linux \
+             docker.io busybox-static dnsutils
 # Units Debian's docker.io (and the containerd it pulls in) enable on install; the bench
 # runs its own dockerd in a namespace, so deps disables them again (docker-units-off).
 DOCKER_UNITS ?= docker.service docker.socket containerd.service
@@ -27,10 +27,10 @@ E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=
 # bench-smoke: every bench setup must come up and measure; speed is not asserted.
 SMOKE_OUT   ?= bin/bench-smoke
-SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100
+SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100 --controlplane 5
 
 .DEFAULT_GOAL := help
-.PHONY: help deps docker-units-off generate build test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench compat fmt lint lab-clean clean
+.PHONY: help deps docker-units-off generate build test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench bench-gossip compat fmt lint lab-clean clean
 
 help: ## List the targets
 	@echo "netd make targets:"
@@ -111,7 +111,7 @@ fuzz: ## Fuzz the eBPF program for FUZZ_TIME (default 20s)
 e2e: build ## End-to-end tests: real daemons in lab namespaces (root)
 	NETD_BIN=$(NETD_BIN) $(GO) test -count=1 -timeout $(E2E_TIMEOUT) $(E2E_FLAGS) ./tools/e2e/
 
-bench-smoke: build ## One short bench round: ebpf, kernel, docker and veth setups come up and measure (root)
+bench-smoke: build ## One short bench round: every setup (bridges, docker, veth, macvlan, overlays, underlay) comes up and measures (root)
 	@rm -rf $(SMOKE_OUT); \
 	if NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench $(SMOKE_FLAGS) --out $(SMOKE_OUT); then \
 	  echo "bench-smoke: all setups measured (results in $(SMOKE_OUT))"; \
@@ -122,11 +122,14 @@ bench-smoke: build ## One short bench round: ebpf, kernel, docker and veth setup
 	  done; exit 1; \
 	fi
 
-demo: deps build ## Walk through networks, containers and pings in a throwaway lab (root)
+demo: deps build ## 3 lab hosts: an overlay network, a container per host, a ping matrix, the counters; all removed after (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/demo
 
-bench: deps build ## eBPF vs kernel bridge vs Docker's bridge vs direct veth, side by side; network create/rm/ls at 10, 100, 1000 networks (root)
+bench: deps build ## eBPF vs kernel bridge vs Docker's bridge vs direct veth, eBPF vs kernel overlay vs underlay, side by side; network create/rm/ls at 10, 100, 1000 networks; overlay control-plane timings (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench
+
+bench-gossip: ## Gossip simulation: 10, 100, 1000 members of gossip/ on loopback; spread, withdrawal, bytes/s (bin/bench/results-gossip.json)
+	$(GO) run ./tools/gossipsim --out bin/bench
 
 compat: deps build ## Same `network` steps against a real dockerd and netd; diff stdout, stderr, exit codes (root; report in bin/compat)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/compat --out bin/compat
@@ -143,6 +146,7 @@ LAB_RE := ^nd[lbc][0-9a-f]{4}[a-z]?-
 lab-clean: ## Remove namespaces, pins and work dirs left by a killed lab run (no lab may be running)
 	@for ns in $$(ls /run/netns 2>/dev/null | grep -E '$(LAB_RE)'); do echo "ip netns del $$ns"; ip netns del $$ns; done
 	@for d in $$(ls /sys/fs/bpf/netd 2>/dev/null | grep -E '$(LAB_RE)'); do echo "rm -rf /sys/fs/bpf/netd/$$d"; rm -rf /sys/fs/bpf/netd/$$d; done
+	@for d in $$(ls /etc/netns 2>/dev/null | grep -E '$(LAB_RE)'); do echo "rm -rf /etc/netns/$$d"; rm -rf /etc/netns/$$d; done
 	@for d in $$(ls -d /sys/fs/cgroup/ /sys/fs/cgroup/*/ 2>/dev/null); do for c in $$(ls $$d 2>/dev/null | grep -E '$(LAB_RE)'); do \
 	  echo "rmdir cgroup $$d$$c"; find $$d$$c -depth -type d -exec rmdir {} +; done; done
 	@for d in $$(ls $${TMPDIR:-/tmp} 2>/dev/null | grep -E '$(LAB_RE)'); do \

@@ -230,6 +230,22 @@ type Container struct {
 	Created         time.Time         `json:"Created"`
 	Labels          map[string]string `json:"Labels"`
 	NetworkSettings NetworkSettings   `json:"NetworkSettings"`
+	// DNS is the embedded DNS server of a container on a user-defined
+	// network (netd's own field; absent otherwise).
+	DNS *ContainerDNS `json:"DNS,omitempty"`
+}
+
+// ContainerDNS is a container's embedded DNS server and its counters.
+type ContainerDNS struct {
+	Address     string `json:"Address"` // 127.0.0.11:53, UDP and TCP
+	Queries     uint64 `json:"Queries"`
+	Answered    uint64 `json:"Answered"`  // from the container table
+	NXDomain    uint64 `json:"NXDomain"`  // container-like names nothing has
+	Forwarded   uint64 `json:"Forwarded"` // answered by the host's resolvers
+	ServFail    uint64 `json:"ServFail"`  // no upstream answered
+	Refused     uint64 `json:"Refused"`
+	Malformed   uint64 `json:"Malformed"`   // dropped
+	RateLimited uint64 `json:"RateLimited"` // dropped
 }
 
 // ProgramAttachment says which eBPF program is attached where.
@@ -253,6 +269,24 @@ type EndpointCounters struct {
 	FastBytes   uint64            `json:"FastBytes"`
 	SlowPackets uint64            `json:"SlowPackets"`
 	Drops       map[string]uint64 `json:"Drops"` // reason -> count
+	// Overlay endpoints on the eBPF dataplane: Fast* count what went to a
+	// local endpoint or into the tunnel, Slow* what went to the bridge.
+	EncapPackets uint64 `json:"EncapPackets,omitempty"`
+	DecapPackets uint64 `json:"DecapPackets,omitempty"`
+	ARPReplies   uint64 `json:"ARPReplies,omitempty"` // ARP requests answered in eBPF
+}
+
+// TunnelCounters are one overlay network's traffic through the host's
+// VXLAN device on the eBPF dataplane (VNI 0: frames of no network here).
+type TunnelCounters struct {
+	Network      string            `json:"Network"`
+	VNI          uint32            `json:"VNI"`
+	Interface    string            `json:"Interface"`
+	EncapPackets uint64            `json:"EncapPackets"`
+	EncapBytes   uint64            `json:"EncapBytes"`
+	DecapPackets uint64            `json:"DecapPackets"`
+	DecapBytes   uint64            `json:"DecapBytes"`
+	Drops        map[string]uint64 `json:"Drops"` // reason -> count
 }
 
 // DataplaneStatus answers GET /v1/dataplane.
@@ -261,6 +295,7 @@ type DataplaneStatus struct {
 	PinDir    string              `json:"PinDir"`
 	Programs  []ProgramAttachment `json:"Programs"`
 	Endpoints []EndpointCounters  `json:"Endpoints"`
+	Tunnels   []TunnelCounters    `json:"Tunnels,omitempty"` // overlay networks on the eBPF dataplane
 }
 
 // Drift is one difference between the daemon's records and the kernel.

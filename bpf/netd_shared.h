@@ -135,7 +135,17 @@ struct ov_ep_counters {
 	__u64 decap_pkts;  /* received from the tunnel */
 	__u64 decap_bytes;
 	__u64 arp_replies; /* ARP requests answered in place */
+	__u64 pass_pkts;   /* handed to the host's bridge: its gateway, the outside */
+	__u64 pass_bytes;
 	__u64 drops[DROP_REASON_MAX];
+};
+
+/* An overlay network on this host, by VNI: its gateway is this host's
+ * bridge (each host's has the same address and a MAC of its own). */
+struct ov_network {
+	__be32 gateway;   /* network byte order; 0: no gateway, nothing goes to the bridge */
+	__u8 gw_mac[6];   /* the host bridge's MAC */
+	__u8 pad[2];
 };
 
 /* Per-CPU, per VNI (NETD_OV_VNI_OTHER: any other): the tunnel's side. */

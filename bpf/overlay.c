@@ -5,7 +5,10 @@
  * frame through bpf_redirect_peer, a remote one through the tunnel (key set
  * here, outer headers by the device). overlay_from_tunnel runs on TC ingress
  * of the VXLAN device and hands a frame to the local endpoint its (VNI,
- * destination MAC) names. Nothing floods: what no endpoint owns is dropped. */
+ * destination MAC) names. Nothing floods: what no endpoint owns is dropped.
+ * The one way out of the overlay is the network's gateway, the host's own
+ * bridge: frames for its MAC (the outside, the host) are left to the kernel,
+ * and ARP for its address is answered with that MAC. */
 
 #include "common.h"
 #include "eth.h"
@@ -37,20 +40,36 @@ static __always_inline struct ov_endpoint *ov_by_ip(__u32 vni, __be32 ipv4)
 	return bpf_map_lookup_elem(&netd_ov_ips, &key);
 }
 
-/* Answers a checked ARP request in place: an endpoint of the network other
- * than the sender owns the target, else the request is dropped (never flooded). */
+/* The network's gateway here, if it has one. */
+static __always_inline const struct ov_network *ov_gateway(__u32 vni)
+{
+	const struct ov_network *net = bpf_map_lookup_elem(&netd_ov_nets, &vni);
+
+	return net && net->gateway ? net : 0;
+}
+
+/* Answers a checked ARP request in place: the gateway's address with the
+ * bridge's MAC, or an endpoint of the network other than the sender; else
+ * the request is dropped (never flooded). */
 static __always_inline int ov_arp(struct __sk_buff *skb, const struct ov_iface *self,
-				  struct ethhdr *eth, struct netd_arphdr *arp)
+				  const struct ov_network *gw, struct ethhdr *eth,
+				  struct netd_arphdr *arp)
 {
 	__u32 ifindex = skb->ifindex;
 	struct ov_ep_counters *c;
 	struct ov_endpoint *tgt;
+	const __u8 *mac;
 
-	tgt = ov_by_ip(self->vni, arp->tpa);
-	/* Its own address (a probe or a gratuitous ARP) must stay unanswered. */
-	if (!tgt || mac_eq(tgt->mac, self->mac))
-		return ov_drop_ep(ifindex, DROP_NO_ENDPOINT);
-	arp_make_reply(eth, arp, tgt->mac, arp->tpa);
+	if (gw && arp->tpa == gw->gateway) {
+		mac = gw->gw_mac;
+	} else {
+		tgt = ov_by_ip(self->vni, arp->tpa);
+		/* Its own address (a probe or a gratuitous ARP) must stay unanswered. */
+		if (!tgt || mac_eq(tgt->mac, self->mac))
+			return ov_drop_ep(ifindex, DROP_NO_ENDPOINT);
+		mac = tgt->mac;
+	}
+	arp_make_reply(eth, arp, mac, arp->tpa);
 	c = ov_ep_ctr(ifindex);
 	if (c)
 		c->arp_replies++;
@@ -85,12 +104,25 @@ static __always_inline int ov_encap(struct __sk_buff *skb, const struct ov_iface
 	return bpf_redirect(cfg->vxlan_ifindex, 0);
 }
 
+/* The frame is for the gateway (the host, the outside): the bridge takes it. */
+static __always_inline int ov_pass(struct __sk_buff *skb)
+{
+	struct ov_ep_counters *c = ov_ep_ctr(skb->ifindex);
+
+	if (c) {
+		c->pass_pkts++;
+		c->pass_bytes += skb->len;
+	}
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int overlay_from_container(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 ifindex = skb->ifindex;
+	const struct ov_network *gw;
 	struct ethhdr *eth = data;
 	struct ov_endpoint *dst;
 	struct ov_ep_counters *c;
@@ -110,6 +142,7 @@ int overlay_from_container(struct __sk_buff *skb)
 	proto = eth->h_proto;
 	if (skb->vlan_present || eth_is_vlan(proto))
 		return ov_drop_ep(ifindex, DROP_VLAN);
+	gw = ov_gateway(self->vni);
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct netd_iphdr *ip = ipv4_parse(l3, data_end);
@@ -129,15 +162,24 @@ int overlay_from_container(struct __sk_buff *skb)
 			return ov_drop_ep(ifindex, DROP_SPOOF_ARP);
 		/* Broadcast or unicast (a neighbour's reachability probe): answered here. */
 		if (arp->oper == bpf_htons(NETD_ARPOP_REQUEST))
-			return ov_arp(skb, self, eth, arp);
+			return ov_arp(skb, self, gw, eth, arp);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		return ov_drop_ep(ifindex, DROP_IPV6); /* overlay networks are IPv4-only */
 	}
 
 	if (mac_is_group(eth->h_dest))
 		return ov_drop_ep(ifindex, DROP_FLOOD);
+	/* The gateway: the bridge routes it (outside, masquerade) or delivers it to the host. */
+	if (gw && mac_eq(eth->h_dest, gw->gw_mac))
+		return ov_pass(skb);
 
 	dst = ov_by_mac(self->vni, eth->h_dest);
+	if (!dst && daddr && gw && daddr == gw->gateway) {
+		/* A stale neighbour entry for the gateway (its bridge was made anew). */
+		if (bpf_skb_store_bytes(skb, 0, gw->gw_mac, 6, 0) < 0)
+			return ov_drop_ep(ifindex, DROP_MALFORMED);
+		return ov_pass(skb);
+	}
 	if (!dst && daddr) {
 		/* A stale neighbour entry: the address still names an endpoint, whose MAC it gets. */
 		dst = ov_by_ip(self->vni, daddr);

@@ -60,8 +60,9 @@ type clusterService struct {
 	joined time.Time
 	cancel func() // stops watching the tables
 
-	delMu   sync.Mutex
-	deleted map[string]bool // networks whose creator deleted them (events since the last adopt pass)
+	delMu    sync.Mutex
+	deleted  map[string]bool // networks whose creator deleted them (events since the last adopt pass)
+	claiming map[string]bool // address pools with a block claim in flight
 }
 
 func (d *daemon) startCluster(context.Context) error {
@@ -189,6 +190,7 @@ func (s *clusterService) loop() {
 		}
 		s.sync()
 		s.adoptNetworks(context.Background())
+		s.preclaim()
 	}
 }
 

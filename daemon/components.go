@@ -75,6 +75,7 @@ type daemon struct {
 	drivers  []dataplane.Driver
 	m        *Manager
 	cluster  *clusterService // nil outside a cluster
+	dns      *dnsService
 	srv      *http.Server
 	serveErr chan error
 }
@@ -91,6 +92,7 @@ func (d *daemon) components() []component {
 		{name: "manager", start: d.startManager},
 		{name: "mount namespace check", start: d.checkMountNamespace},
 		{name: "cluster", start: d.startCluster, close: d.closeCluster},
+		{name: "embedded dns", start: d.startDNS, close: d.closeDNS},
 		{name: "api", start: d.serveAPI, close: d.stopAPI},
 	}
 }
@@ -153,7 +155,7 @@ func (d *daemon) loadFastpath(context.Context) error {
 	default:
 		d.accel = e
 		if d.cfg.Status == nil {
-			d.cfg.Status = fastpathStatus{e}
+			d.cfg.Status = fastpathStatus{e: e, d: d}
 		}
 	}
 	return nil
@@ -185,7 +187,7 @@ func (d *daemon) startDrivers(context.Context) error {
 		br.Close()
 		return fmt.Errorf("start macvlan driver: %w", err)
 	}
-	ov, err := overlay.New(overlay.Config{Bridge: br, Dataplane: d.cfg.Dataplane, Port: d.cfg.Cluster.VXLANPort, Logger: d.log})
+	ov, err := overlay.New(overlay.Config{Bridge: br, Dataplane: d.cfg.Dataplane, Port: d.cfg.Cluster.VXLANPort, PinDir: d.cfg.PinDir(), Logger: d.log})
 	if err != nil {
 		br.Close()
 		mv.Close()
@@ -281,13 +283,22 @@ func hostRoutes() ([]netip.Prefix, error) {
 	return nlutil.RoutePrefixes(h)
 }
 
-// fastpathStatus renders the fast path's status as the API's.
-type fastpathStatus struct{ e *fastpath.EBPF }
+// fastpathStatus renders the fast path's status as the API's, with the
+// overlay's eBPF data path (its own programs and maps) beside the bridge's.
+type fastpathStatus struct {
+	e *fastpath.EBPF
+	d *daemon
+}
+
+// overlayStatus is the overlay driver's part of the status.
+type overlayStatus interface {
+	DataplaneStatus() ([]api.ProgramAttachment, []api.EndpointCounters, []api.TunnelCounters, error)
+}
 
 func (f fastpathStatus) Status() (api.DataplaneStatus, error) {
 	st, err := f.e.Status()
 	out := api.DataplaneStatus{
-		Default:   api.DataplaneEBPF,
+		Default:   f.d.cfg.Dataplane,
 		PinDir:    st.PinDir,
 		Programs:  []api.ProgramAttachment{},
 		Endpoints: []api.EndpointCounters{},
@@ -296,7 +307,20 @@ func (f fastpathStatus) Status() (api.DataplaneStatus, error) {
 		out.Programs = append(out.Programs, api.ProgramAttachment(p))
 	}
 	for _, c := range st.Endpoints {
-		out.Endpoints = append(out.Endpoints, api.EndpointCounters(c))
+		out.Endpoints = append(out.Endpoints, api.EndpointCounters{Network: c.Network, Container: c.Container, Interface: c.Interface,
+			MacAddress: c.MacAddress, FastPackets: c.FastPackets, FastBytes: c.FastBytes, SlowPackets: c.SlowPackets, Drops: c.Drops})
+	}
+	if f.d == nil {
+		return out, err
+	}
+	for _, drv := range f.d.drivers {
+		if ovs, ok := drv.(overlayStatus); ok {
+			progs, eps, tuns, oerr := ovs.DataplaneStatus()
+			out.Programs = append(out.Programs, progs...)
+			out.Endpoints = append(out.Endpoints, eps...)
+			out.Tunnels = append(out.Tunnels, tuns...)
+			err = errors.Join(err, oerr)
+		}
 	}
 	return out, err
 }

@@ -694,5 +694,6 @@ func (m *Manager) containerView(c *ContainerRecord) api.Container {
 		}
 		v.NetworkSettings.Networks[n.Name] = e
 	}
+	v.DNS = m.containerDNS(c.ID)
 	return v
 }

@@ -27,6 +27,9 @@ type Config struct {
 	// Cluster configures gossip with other hosts (off when empty).
 	Cluster ClusterConfig
 
+	// DNS configures the embedded DNS server of containers.
+	DNS DNSConfig
+
 	// PruneOrphans deletes at start the kernel objects this daemon's kind
 	// owns that have no record (otherwise they are only listed).
 	PruneOrphans bool

@@ -34,9 +34,11 @@ const adoptGrace = 20 * time.Second
 
 func (m *Manager) isGlobal(n *NetworkRecord) bool { return m.scopeOf(n) == dataplane.ScopeGlobal }
 
-// allocateGlobalSubnet claims a free /24 of GlobalPool in the cluster,
-// avoiding this host's networks and routes.
-func (m *Manager) allocateGlobalSubnet(ctx context.Context) (netip.Prefix, error) {
+// globalSubnetCandidate picks the lowest /24 of GlobalPool that no network
+// of the cluster uses or claims and that avoids this host's networks and
+// routes. It claims nothing: claimGlobalSubnet does, once the network's
+// options passed, so that a refused create holds nothing.
+func (m *Manager) globalSubnetCandidate() (netip.Prefix, error) {
 	s := m.cluster.Load()
 	if s == nil {
 		return netip.Prefix{}, errNoCluster
@@ -52,9 +54,32 @@ func (m *Manager) allocateGlobalSubnet(ctx context.Context) (netip.Prefix, error
 			avoid = append(avoid, r.Subnet)
 		}
 	}
-	return s.c.ClaimBlockAvoiding(ctx, GlobalPool.Base, GlobalPool.Size, 0, func(p netip.Prefix) bool {
+	p, ok := s.c.FreeBlock(GlobalPool.Base, GlobalPool.Size, func(p netip.Prefix) bool {
 		return slices.ContainsFunc(avoid, func(u netip.Prefix) bool { return SubnetsOverlap(p, u) })
 	})
+	if !ok {
+		return netip.Prefix{}, errConflict("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network")
+	}
+	return p, nil
+}
+
+// claimGlobalSubnet claims rec's automatic subnet in the cluster; another
+// host that claimed the same one at the same moment keeps it.
+func (m *Manager) claimGlobalSubnet(rec *NetworkRecord) error {
+	s := m.cluster.Load()
+	if s == nil {
+		return errNoCluster
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	won, err := s.c.ClaimBlockExact(ctx, GlobalPool.Base, rec.Subnet, 0)
+	if err != nil {
+		return fmt.Errorf("claim subnet %s: %w", rec.Subnet, err)
+	}
+	if !won {
+		return errConflict("subnet %s was just taken by a network another host created at the same moment: create the network again", rec.Subnet)
+	}
+	return nil
 }
 
 // clusterInUse adds the addresses and MACs that other hosts' endpoints
@@ -353,4 +378,84 @@ func (m *Manager) globalView(n *NetworkRecord, v *api.Network, verbose bool) {
 			Info: map[string]string{"Host IP": e.VTEP, "Host": e.Host, "MAC": e.MAC, "State": e.State}})
 	}
 	v.Services = map[string]api.ServiceInfo{"": svc}
+}
+
+// preclaim claims, in the background, a first address block of every
+// cluster-wide network on this host that has none, so that the first
+// container does not wait for the claim's settle time.
+func (s *clusterService) preclaim() {
+	for _, pool := range s.m.globalPools() {
+		if held, _ := s.c.Claims(pool); len(held) > 0 {
+			continue
+		}
+		s.delMu.Lock()
+		if s.claiming == nil {
+			s.claiming = map[string]bool{}
+		}
+		busy := s.claiming[pool.String()]
+		s.claiming[pool.String()] = true
+		s.delMu.Unlock()
+		if busy {
+			continue
+		}
+		go func() {
+			defer func() {
+				s.delMu.Lock()
+				delete(s.claiming, pool.String())
+				s.delMu.Unlock()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := s.c.ClaimBlock(ctx, pool, blockBits(pool), 0); err != nil {
+				s.log.Debug("cluster: pre-claim an address block", "pool", pool, "err", err)
+			}
+		}()
+	}
+}
+
+// globalPools are the address pools (ip-range or subnet) of the
+// cluster-wide networks on this host.
+func (m *Manager) globalPools() []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []netip.Prefix
+	for _, n := range m.networks {
+		if !m.isGlobal(n) || !n.Subnet.IsValid() {
+			continue
+		}
+		if n.IPRange.IsValid() {
+			out = append(out, n.IPRange)
+		} else {
+			out = append(out, n.Subnet)
+		}
+	}
+	return out
+}
+
+// releaseBlocks gives back this host's address blocks of a removed
+// cluster-wide network.
+func (m *Manager) releaseBlocks(n *NetworkRecord) {
+	s := m.cluster.Load()
+	if s == nil || !n.Subnet.IsValid() {
+		return
+	}
+	pool := n.Subnet
+	if n.IPRange.IsValid() {
+		pool = n.IPRange
+	}
+	held, lost := s.c.Claims(pool)
+	for _, b := range append(held, lost...) {
+		_ = s.c.ReleaseBlock(pool, b)
+	}
+	if n.Origin == "" {
+		_ = s.c.ReleaseBlock(GlobalPool.Base, n.Subnet) // the subnet's own claim
+	}
+}
+
+// undoValidate gives back what a global driver's ValidateNetwork claimed
+// (an overlay's VNI) for a network that is not created after all.
+func (m *Manager) undoValidate(ctx context.Context, d dataplane.Driver, rec *NetworkRecord) {
+	if r, ok := d.(dataplane.Releaser); ok {
+		r.Release(networkConfig(rec))
+	}
 }

@@ -102,6 +102,7 @@ type Manager struct {
 	now              func() time.Time
 
 	cluster atomic.Pointer[clusterService] // nil when the node is not in a cluster
+	dns     atomic.Pointer[dnsService]     // nil until the embedded DNS runs
 
 	networks     map[string]*NetworkRecord
 	endpoints    map[string]*EndpointRecord
@@ -409,7 +410,17 @@ func (m *Manager) CreateNetwork(ctx context.Context, req api.NetworkCreateReques
 	if err := m.validateNetwork(d, rec); err != nil {
 		return api.NetworkCreateResponse{}, err
 	}
+	if m.isGlobal(rec) && !rec.UserSubnet && rec.Subnet.IsValid() {
+		if err := m.claimGlobalSubnet(rec); err != nil {
+			m.undoValidate(ctx, d, rec)
+			return api.NetworkCreateResponse{}, err
+		}
+	}
 	if err := m.createNetwork(ctx, rec); err != nil {
+		if m.isGlobal(rec) {
+			m.releaseBlocks(rec)
+			m.undoValidate(ctx, d, rec)
+		}
 		return api.NetworkCreateResponse{}, err
 	}
 	m.log.Info("network created", "name", rec.Name, "id", stringid.ShortID(id), "driver", rec.Driver, "subnet", rec.Subnet)
@@ -466,7 +477,7 @@ func (m *Manager) assignIPAM(rec *NetworkRecord, ipam *api.IPAM) error {
 		allocate := m.allocateSubnet
 		if m.isGlobal(rec) {
 			// Unique in the cluster, not just on this host.
-			allocate = func() (netip.Prefix, error) { return m.allocateGlobalSubnet(context.Background()) }
+			allocate = m.globalSubnetCandidate
 		}
 		subnet, err := allocate()
 		if err != nil {
@@ -521,6 +532,29 @@ func (m *Manager) createNetwork(ctx context.Context, rec *NetworkRecord) error {
 	return nil
 }
 
+// addLayered adds a layered driver's networks and endpoints to its base
+// driver's (an overlay network is a bridge network too), in the form the
+// base sees them, so that the base's Reconcile and Check know them.
+func (m *Manager) addLayered(nets map[string][]*dataplane.NetworkConfig, eps map[string][]*dataplane.EndpointConfig) []error {
+	var errs []error
+	for _, typ := range slices.Sorted(maps.Keys(m.drivers)) {
+		l, ok := m.drivers[typ].(dataplane.Layered)
+		if !ok {
+			continue
+		}
+		for _, n := range nets[typ] {
+			bn, err := l.BaseNetwork(n)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("network %s: %w", n.Name, err))
+				continue
+			}
+			nets[l.Base()] = append(nets[l.Base()], bn)
+		}
+		eps[l.Base()] = append(eps[l.Base()], eps[typ]...)
+	}
+	return errs
+}
+
 // undo logs a failed rollback step: the original error is what the caller
 // returns.
 func (m *Manager) undo(what string, err error) {
@@ -571,6 +605,9 @@ func (m *Manager) removeNetwork(ctx context.Context, n *NetworkRecord) error {
 		return fmt.Errorf("remove network %s from store: %w", n.Name, err)
 	}
 	delete(m.networks, n.ID)
+	if m.isGlobal(n) {
+		m.releaseBlocks(n)
+	}
 	m.log.Info("network removed", "name", n.Name, "id", stringid.ShortID(n.ID))
 	return nil
 }
@@ -850,22 +887,7 @@ func (m *Manager) reconcile(ctx context.Context, prune bool) (orphans []dataplan
 		}
 	}
 
-	// A layered driver's networks are its base's too (overlay on bridge).
-	for typ, d := range m.drivers {
-		l, ok := d.(dataplane.Layered)
-		if !ok {
-			continue
-		}
-		for _, n := range byDriver[typ] {
-			bn, err := l.BaseNetwork(n)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("network %s: %w", n.Name, err))
-				continue
-			}
-			byDriver[l.Base()] = append(byDriver[l.Base()], bn)
-		}
-		epsByDriver[l.Base()] = append(epsByDriver[l.Base()], epsByDriver[typ]...)
-	}
+	errs = append(errs, m.addLayered(byDriver, epsByDriver)...)
 	for _, typ := range slices.Sorted(maps.Keys(m.drivers)) {
 		o, err := m.drivers[typ].Reconcile(ctx, byDriver[typ], epsByDriver[typ], prune)
 		orphans = append(orphans, o...)

@@ -130,6 +130,9 @@ type Store struct {
 	// committed is called after every successful Update (the cluster
 	// publisher's kick); it must not block.
 	committed atomic.Pointer[func()]
+	// hooks are more such functions (the embedded DNS's kick).
+	hooksMu sync.Mutex
+	hooks   atomic.Pointer[[]*func()]
 
 	mu       sync.Mutex
 	txid     uint64 // last id written to the txid file
@@ -425,12 +428,37 @@ func (s *Store) Update(fn func(tx *StoreTx) error) error {
 		if f := s.committed.Load(); f != nil {
 			(*f)()
 		}
+		if hs := s.hooks.Load(); hs != nil {
+			for _, f := range *hs {
+				(*f)()
+			}
+		}
 	}
 	return err
 }
 
 // OnCommit sets the function called after each committed Update.
 func (s *Store) OnCommit(f func()) { s.committed.Store(&f) }
+
+// AddCommitHook adds f to the functions called after each committed Update
+// (beside OnCommit's); f must not block. The returned function removes it.
+func (s *Store) AddCommitHook(f func()) (remove func()) {
+	p := &f
+	s.hooksMu.Lock()
+	defer s.hooksMu.Unlock()
+	var hs []*func()
+	if old := s.hooks.Load(); old != nil {
+		hs = slices.Clone(*old)
+	}
+	hs = append(hs, p)
+	s.hooks.Store(&hs)
+	return func() {
+		s.hooksMu.Lock()
+		defer s.hooksMu.Unlock()
+		hs := slices.DeleteFunc(slices.Clone(*s.hooks.Load()), func(q *func()) bool { return q == p })
+		s.hooks.Store(&hs)
+	}
+}
 
 // StoreTx is a write transaction of the Store.
 type StoreTx struct {

@@ -64,6 +64,9 @@ func (m *Manager) Check(ctx context.Context) (api.SystemCheck, error) {
 		}
 		add("netns "+s, "orphan: no record of it")
 	}
+	for _, err := range m.addLayered(nets, eps) {
+		add("network", err.Error())
+	}
 	for _, typ := range slices.Sorted(maps.Keys(m.drivers)) {
 		c, ok := m.drivers[typ].(dataplane.Checker)
 		if !ok {

@@ -204,6 +204,13 @@ type OptionReporter interface {
 	ReportedOptions(n *NetworkConfig) map[string]string
 }
 
+// Releaser is an optional interface: a driver whose ValidateNetwork claims
+// something outside the host (an overlay's VNI in the cluster) gives it
+// back when the network is not created after all.
+type Releaser interface {
+	Release(n *NetworkConfig)
+}
+
 // Closer is an optional interface: a driver holding handles the daemon
 // releases at stop. Kernel objects stay.
 type Closer interface {

@@ -179,3 +179,28 @@ func freeBlock(pool netip.Prefix, bits int, n *big.Int, taken map[string]bool, a
 	}
 	return netip.Prefix{}, false
 }
+
+// FreeBlock returns the lowest block of pool that no node claims and that
+// avoid does not refuse, without claiming it (ClaimBlockExact does).
+func (c *Cluster) FreeBlock(pool netip.Prefix, bits int, avoid func(netip.Prefix) bool) (netip.Prefix, bool) {
+	if !pool.IsValid() || bits < pool.Bits() || bits > pool.Addr().BitLen() {
+		return netip.Prefix{}, false
+	}
+	pool = pool.Masked()
+	taken := map[string]bool{}
+	for _, e := range c.List(TableBlocks, true) {
+		taken[e.Key] = true
+	}
+	return freeBlock(pool, bits, new(big.Int).Lsh(big.NewInt(1), uint(bits-pool.Bits())), taken, avoid, false)
+}
+
+// ClaimBlockExact claims one given block of pool and reports whether this
+// node won it.
+func (c *Cluster) ClaimBlockExact(ctx context.Context, pool, block netip.Prefix, settle time.Duration) (bool, error) {
+	pool = pool.Masked()
+	val, err := Marshal(BlockRecord{Pool: pool, Block: block})
+	if err != nil {
+		return false, err
+	}
+	return c.ClaimKey(ctx, blockKey(pool, block), val, settle)
+}

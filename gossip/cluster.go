@@ -70,7 +70,10 @@ type Cluster struct {
 	nodesMu sync.Mutex
 	nodes   map[string]*Node // dead and left ones included, until OwnerTTL
 	dialing map[string]bool  // reconnects in flight
-	leaving map[string]time.Time
+	// peersDirty: membership changed since peers.json was last written
+	// (written from the reconnect loop: event callbacks hold memberlist's lock).
+	peersDirty atomic.Bool
+	leaving    map[string]time.Time
 
 	refused atomic.Pointer[string] // why a merge was refused, for Join's error
 
@@ -445,6 +448,7 @@ func (c *Cluster) Nodes() []Node {
 }
 
 func (c *Cluster) setNode(n *memberlist.Node, state string) {
+	c.peersDirty.Store(true)
 	addr, _ := netip.AddrFromSlice(n.Addr)
 	c.nodesMu.Lock()
 	c.nodes[n.Name] = &Node{Name: n.Name, Addr: addr.Unmap(), Port: int(n.Port), State: state, Meta: slices.Clone(n.Meta), Since: time.Now()}
@@ -463,6 +467,11 @@ func (c *Cluster) reconnectLoop() {
 		case <-c.stop:
 			return
 		case <-t.C:
+		}
+		if c.peersDirty.Swap(false) {
+			// A host killed and restarted must find its peers again even
+			// without --join (the first host): they are saved at once.
+			c.savePeers()
 		}
 		var targets []string
 		if c.ml.NumMembers() <= 1 {

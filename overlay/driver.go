@@ -14,6 +14,12 @@
 // flooded. Every host's bridge holds the gateway address: containers
 // reach the outside through their own host (masquerade), the equivalent
 // of Docker's docker_gwbridge without a second interface.
+//
+// That is the kernel path (--dataplane kernel). Hosts on the ebpf
+// dataplane carry every overlay network through one collect-metadata VXLAN
+// device and the eBPF programs of bpf/overlay.c instead, with the remote
+// endpoints in eBPF maps: see ebpf.go. Both speak standard VXLAN, so
+// hosts on either dataplane share one network.
 package overlay
 
 import (
@@ -63,6 +69,7 @@ type Cluster interface {
 	List(table string, withdrawn bool) []gossip.ViewEntry
 	Watch(fn func(gossip.Event)) (cancel func())
 	ClaimKey(ctx context.Context, key string, value []byte, settle time.Duration) (bool, error)
+	ReleaseKey(key string) error
 }
 
 // Config configures New.
@@ -74,7 +81,10 @@ type Config struct {
 	// overlay network on its own.
 	Dataplane string
 	Port      int // VXLAN UDP port; 0: DefaultPort
-	Logger    *slog.Logger
+	// PinDir is the daemon's bpffs directory; the ebpf dataplane pins its
+	// maps and links under PinDir/overlay.
+	PinDir string
+	Logger *slog.Logger
 }
 
 // Driver is the overlay driver. It has no cluster until SetCluster: the
@@ -91,6 +101,8 @@ type Driver struct {
 	mu      sync.Mutex
 	cluster Cluster
 	nets    map[string]*dataplane.NetworkConfig // up on this host, by ID (already in bridge form)
+	waiting waitList                            // re-created before the cluster was there (startup.go)
+	eb      *ebpfPath                           // the ebpf dataplane's state (ebpf.go)
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -124,7 +136,7 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{
 		br: cfg.Bridge, dp: cfg.Dataplane, port: cfg.Port, log: log.With("driver", Type), ns: ns, nl: h,
-		nets: map[string]*dataplane.NetworkConfig{},
+		nets: map[string]*dataplane.NetworkConfig{}, waiting: newWaitList(), eb: newEBPFPath(cfg.PinDir),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if d.port == 0 {
@@ -152,6 +164,7 @@ func (d *Driver) SetCluster(c Cluster) {
 		d.mu.Lock()
 		d.cancel = cancel
 		d.mu.Unlock()
+		d.bringUpWaiting()
 	}
 	d.poke()
 }
@@ -165,13 +178,14 @@ func (d *Driver) clusterOrErr() (Cluster, error) {
 	return d.cluster, nil
 }
 
-// Close stops the resync loop; kernel objects stay.
+// Close stops the resync loop; kernel objects and eBPF pins stay.
 func (d *Driver) Close() error {
 	d.SetCluster(nil)
 	close(d.stop)
 	<-d.done
+	err := d.closeEBPF()
 	d.nl.Close()
-	return d.ns.Close()
+	return errors.Join(err, d.ns.Close())
 }
 
 func (d *Driver) Type() string { return Type }
@@ -179,6 +193,17 @@ func (d *Driver) Type() string { return Type }
 // Base says overlay networks are bridge networks underneath: the daemon
 // also hands them to the bridge driver's Reconcile.
 func (d *Driver) Base() string { return bridge.Type }
+
+// Release gives back the VNI claimed by ValidateNetwork for a network that
+// was not created after all.
+func (d *Driver) Release(n *dataplane.NetworkConfig) {
+	d.mu.Lock()
+	c := d.cluster
+	d.mu.Unlock()
+	if s, err := StateOf(n); err == nil && c != nil {
+		_ = c.ReleaseKey(vniKey(s.VNI))
+	}
+}
 
 // ReportedOptions shows the VNI, allocated or given, as Docker does.
 func (d *Driver) ReportedOptions(n *dataplane.NetworkConfig) map[string]string {
@@ -230,8 +255,8 @@ func (d *Driver) ValidateNetwork(n *dataplane.NetworkConfig, others []*dataplane
 		}
 	}
 	for _, e := range c.List(gossip.TableBlocks, true) {
-		if v, ok := parseVNIKey(e.Key); ok {
-			used[v] = "(claimed)"
+		if v, ok := parseVNIKey(e.Key); ok && used[v] == "" {
+			used[v] = "(a network being created)"
 		}
 	}
 	vni := o.VNI
@@ -293,7 +318,8 @@ func (d *Driver) fullState(n *dataplane.NetworkConfig, s State) map[string]strin
 }
 
 // bridgeForm is n as the bridge driver sees it on this host: this host's
-// dataplane and MTU.
+// MTU, and always the kernel dataplane: the bridge runs no eBPF of its own
+// on an overlay network (on an ebpf host the overlay's programs do).
 func (d *Driver) bridgeForm(n *dataplane.NetworkConfig) (*dataplane.NetworkConfig, State, error) {
 	s, err := StateOf(n)
 	if err != nil {
@@ -306,7 +332,7 @@ func (d *Driver) bridgeForm(n *dataplane.NetworkConfig) (*dataplane.NetworkConfi
 		mtu = d.underlayMTU() - vxlanOverhead
 	}
 	c.DriverState["mtu"] = strconv.Itoa(mtu)
-	c.DriverState["dataplane"] = d.dp
+	c.DriverState["dataplane"] = dataplane.DataplaneKernel
 	return &c, s, nil
 }
 
@@ -337,10 +363,14 @@ func (d *Driver) underlayMTU() int {
 	return 1500
 }
 
-// CreateNetwork builds the bridge and the VXLAN device on it.
+// CreateNetwork builds the bridge and the VXLAN device on it (kernel), or
+// the bridge and the network's part of the eBPF data path (ebpf).
 func (d *Driver) CreateNetwork(ctx context.Context, n *dataplane.NetworkConfig) error {
 	c, err := d.clusterOrErr()
 	if err != nil {
+		if d.wait(n) {
+			return nil
+		}
 		return err
 	}
 	bc, s, err := d.bridgeForm(n)
@@ -350,8 +380,13 @@ func (d *Driver) CreateNetwork(ctx context.Context, n *dataplane.NetworkConfig) 
 	if err := d.br.CreateNetwork(ctx, bc); err != nil {
 		return err
 	}
-	mtu, _ := strconv.Atoi(bc.DriverState["mtu"])
-	if err := d.ensureVXLAN(bc, s.VNI, c.Advertise().Addr(), mtu); err != nil {
+	if d.onEBPF() {
+		err = d.createNetworkEBPF(bc, s.VNI, c.Advertise().Addr())
+	} else {
+		mtu, _ := strconv.Atoi(bc.DriverState["mtu"])
+		err = d.ensureVXLAN(bc, s.VNI, c.Advertise().Addr(), mtu)
+	}
+	if err != nil {
 		return fmt.Errorf("create network %s: %w", n.Name, err)
 	}
 	d.mu.Lock()
@@ -426,7 +461,19 @@ func (d *Driver) DeleteNetwork(ctx context.Context, n *dataplane.NetworkConfig) 
 	}
 	d.mu.Lock()
 	delete(d.nets, n.ID)
+	d.waiting.drop(n.ID)
+	last := len(d.nets) == 0 && d.waiting.empty()
+	c := d.cluster
 	d.mu.Unlock()
+	if s, err := StateOf(n); err == nil && c != nil {
+		// The creator's claim on the VNI (a no-op on other hosts).
+		_ = c.ReleaseKey(vniKey(s.VNI))
+	}
+	if s, err := StateOf(n); err == nil && d.onEBPF() {
+		if err := d.deleteNetworkEBPF(s.VNI, last); err != nil {
+			return fmt.Errorf("delete network %s: %w", n.Name, err)
+		}
+	}
 	if l, err := nlutil.LinkByNameOpt(d.nl, vxlanName(n.ID)); err != nil {
 		return err
 	} else if l != nil && l.Attrs().Alias == VXLANAliasPrefix+n.ID {
@@ -440,6 +487,9 @@ func (d *Driver) DeleteNetwork(ctx context.Context, n *dataplane.NetworkConfig) 
 // Endpoints are bridge endpoints.
 
 func (d *Driver) CreateEndpoint(ctx context.Context, n *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
+	if d.networkWaits(n.ID) {
+		return nil // Join keeps it for SetCluster
+	}
 	bc, _, err := d.bridgeForm(n)
 	if err != nil {
 		return err
@@ -448,30 +498,51 @@ func (d *Driver) CreateEndpoint(ctx context.Context, n *dataplane.NetworkConfig,
 }
 
 func (d *Driver) Join(ctx context.Context, n *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	bc, _, err := d.bridgeForm(n)
+	if d.waitEndpoint(n, ep) {
+		return nil
+	}
+	bc, s, err := d.bridgeForm(n)
 	if err != nil {
 		return err
+	}
+	if d.onEBPF() {
+		if err := d.joinEBPF(bc, ep, s.VNI); err != nil {
+			return err
+		}
 	}
 	return d.br.Join(ctx, bc, ep)
 }
 
 func (d *Driver) Leave(ctx context.Context, n *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	bc, _, err := d.bridgeForm(n)
+	d.unwaitEndpoint(n, ep)
+	bc, s, err := d.bridgeForm(n)
 	if err != nil {
 		return err
+	}
+	if d.onEBPF() {
+		if err := d.leaveEBPF(ep, s.VNI); err != nil {
+			return fmt.Errorf("leave %s: %w", ep.HostIfName, err)
+		}
 	}
 	return d.br.Leave(ctx, bc, ep)
 }
 
 func (d *Driver) DeleteEndpoint(ctx context.Context, n *dataplane.NetworkConfig, ep *dataplane.EndpointConfig) error {
-	bc, _, err := d.bridgeForm(n)
+	d.unwaitEndpoint(n, ep)
+	bc, s, err := d.bridgeForm(n)
 	if err != nil {
 		return err
+	}
+	if d.onEBPF() {
+		if err := d.leaveEBPF(ep, s.VNI); err != nil {
+			return fmt.Errorf("delete endpoint %s: %w", ep.HostIfName, err)
+		}
 	}
 	return d.br.DeleteEndpoint(ctx, bc, ep)
 }
 
-// Reconcile reports VXLAN devices of networks that are gone; bridges and
+// Reconcile reports VXLAN devices of networks that are gone, and the eBPF
+// state (ebpf.go) of networks and endpoints that are gone; bridges and
 // veths are the bridge driver's (it gets these networks too, see Base).
 func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig, prune bool) ([]dataplane.Orphan, error) {
 	known := map[string]bool{}
@@ -496,6 +567,9 @@ func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig,
 			}
 		}
 	}
+	more, err := d.reconcileEBPF(nets, eps, prune, false)
+	orphans = append(orphans, more...)
+	errs = append(errs, err)
 	d.poke()
 	return orphans, errors.Join(errs...)
 }

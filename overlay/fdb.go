@@ -64,7 +64,8 @@ func (d *Driver) desired() (map[string]map[string]remote, error) {
 	return out, nil
 }
 
-// sync makes every VXLAN device's neighbour and FDB entries match the view.
+// sync makes every VXLAN device's neighbour and FDB entries (kernel), or
+// the eBPF maps (ebpf), match the view.
 func (d *Driver) sync() error {
 	want, err := d.desired()
 	if err != nil {
@@ -72,7 +73,14 @@ func (d *Driver) sync() error {
 	}
 	var errs []error
 	for id, rs := range want {
-		if err := d.syncDevice(id, rs, false); err != nil {
+		if d.onEBPF() {
+			if vni, ok := d.vniOf(id); ok {
+				_, err = d.compareMaps(id, vni, rs, true)
+			}
+		} else {
+			err = d.syncDevice(id, rs, false)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -189,22 +197,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// Check implements dataplane.Checker: the bridge's own check of the
-// network, plus the VXLAN device and its entries against the gossip view.
+// Check implements dataplane.Checker: the VXLAN device and its entries
+// against the gossip view (kernel), or the tunnel device, the maps and
+// the attachments (ebpf). The bridge, veths and rules underneath are the
+// bridge driver's to check: the daemon hands it these networks (Layered).
 func (d *Driver) Check(ctx context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig) ([]dataplane.Drift, error) {
 	var out []dataplane.Drift
 	want, err := d.desired()
 	if err != nil {
 		want = map[string]map[string]remote{}
 	}
-	var bnets []*dataplane.NetworkConfig
 	for _, n := range nets {
-		bc, _, err := d.bridgeForm(n)
-		if err != nil {
+		if _, _, err := d.bridgeForm(n); err != nil {
 			out = append(out, dataplane.Drift{Object: "network " + n.Name, Problem: err.Error()})
 			continue
 		}
-		bnets = append(bnets, bc)
+		if d.onEBPF() {
+			out = append(out, d.checkEBPF(n, eps, want[n.ID])...)
+			continue
+		}
 		_, drifts, err := d.compare(n.ID, want[n.ID], false)
 		if err != nil {
 			out = append(out, dataplane.Drift{Object: "network " + n.Name, Problem: err.Error()})
@@ -213,6 +224,6 @@ func (d *Driver) Check(ctx context.Context, nets []*dataplane.NetworkConfig, eps
 			out = append(out, dataplane.Drift{Object: "network " + n.Name, Problem: dr.what})
 		}
 	}
-	more, err := d.br.Check(ctx, bnets, eps)
-	return append(out, more...), err
+	out = append(out, d.checkEBPFHost(nets, eps)...)
+	return out, nil
 }

@@ -31,6 +31,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } netd_ov_ifaces SEC(".maps");
 
+/* VNI -> the network's gateway on this host (frames for it go to the bridge). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NETD_OV_MAX_NETWORKS);
+	__type(key, __u32); /* VNI */
+	__type(value, struct ov_network);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} netd_ov_nets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

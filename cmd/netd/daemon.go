@@ -37,6 +37,7 @@ func daemonCommand() *cli.Command {
 			&cli.IntFlag{Name: "gossip-port", Value: 7946, EnvVars: []string{"NETD_GOSSIP_PORT"}, Usage: "TCP and UDP port of the gossip (memberlist)"},
 			&cli.IntFlag{Name: "vxlan-port", Value: 4789, EnvVars: []string{"NETD_VXLAN_PORT"}, Usage: "UDP port of the VXLAN traffic of overlay networks"},
 			&cli.StringFlag{Name: "gossip-key-file", EnvVars: []string{"NETD_GOSSIP_KEY_FILE"}, Usage: "file with the base64 gossip key (16, 24 or 32 bytes: `openssl rand -base64 32`); encrypts and authenticates all gossip"},
+			&cli.StringFlag{Name: "dns-resolv-conf", Value: "/etc/resolv.conf", EnvVars: []string{"NETD_DNS_RESOLV_CONF"}, Usage: "resolv.conf whose nameservers the embedded DNS forwards to and whose search domains and options containers get"},
 			&cli.BoolFlag{Name: "prune-orphans", EnvVars: []string{"NETD_PRUNE_ORPHANS"}, Usage: "at start, delete kernel objects of this node that have no record in the state dir (otherwise they are kept and listed)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -93,6 +94,7 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 		Dataplane:    dp,
 		AddressPools: pools,
 		PruneOrphans: c.Bool("prune-orphans"),
+		DNS:          daemon.DNSConfig{ResolvConf: c.String("dns-resolv-conf")},
 		Cluster: daemon.ClusterConfig{
 			AdvertiseAddr: c.String("advertise-addr"),
 			Join:          join,

@@ -100,6 +100,21 @@ func writeDataplane(w io.Writer, st api.DataplaneStatus, format string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", e.Network, e.Container, e.Interface,
 			e.FastPackets, e.FastBytes, e.SlowPackets, formatDrops(e.Drops))
 	}
+	if err := tw.Flush(); err != nil || len(st.Tunnels) == 0 {
+		return err
+	}
+	// Overlay networks on the eBPF dataplane: their traffic through the host's VXLAN device.
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+	fmt.Fprintln(tw, "OVERLAY NETWORK\tVNI\tINTERFACE\tENCAP-PKTS\tENCAP-BYTES\tDECAP-PKTS\tDECAP-BYTES\tDROPS")
+	for _, t := range st.Tunnels {
+		vni := "-"
+		if t.VNI != 0 {
+			vni = strconv.FormatUint(uint64(t.VNI), 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Network, vni, t.Interface,
+			t.EncapPackets, t.EncapBytes, t.DecapPackets, t.DecapBytes, formatDrops(t.Drops))
+	}
 	return tw.Flush()
 }
 

@@ -21,7 +21,9 @@ type EndpointCounters struct {
 	EncapBytes   uint64
 	DecapPackets uint64 // out of the tunnel, to this endpoint
 	DecapBytes   uint64
-	ARPReplies   uint64            // ARP requests answered in place
+	ARPReplies   uint64 // ARP requests answered in place
+	PassPackets  uint64 // handed to the host's bridge (gateway, outside)
+	PassBytes    uint64
 	Drops        map[string]uint64 // reason name -> count, of what the endpoint sent
 }
 
@@ -59,6 +61,8 @@ func (o *Overlay) EndpointCounters(ifindex int) (EndpointCounters, error) {
 		sum.DecapPkts += c.DecapPkts
 		sum.DecapBytes += c.DecapBytes
 		sum.ArpReplies += c.ArpReplies
+		sum.PassPkts += c.PassPkts
+		sum.PassBytes += c.PassBytes
 		for i := range sum.Drops {
 			sum.Drops[i] += c.Drops[i]
 		}
@@ -67,8 +71,9 @@ func (o *Overlay) EndpointCounters(ifindex int) (EndpointCounters, error) {
 		LocalPackets: sum.LocalPkts, LocalBytes: sum.LocalBytes,
 		EncapPackets: sum.EncapPkts, EncapBytes: sum.EncapBytes,
 		DecapPackets: sum.DecapPkts, DecapBytes: sum.DecapBytes,
-		ARPReplies: sum.ArpReplies,
-		Drops:      dropNames(sum.Drops[:]),
+		ARPReplies:  sum.ArpReplies,
+		PassPackets: sum.PassPkts, PassBytes: sum.PassBytes,
+		Drops: dropNames(sum.Drops[:]),
 	}, nil
 }
 

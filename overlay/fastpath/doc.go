@@ -10,4 +10,4 @@ package fastpath
 
 // bpf/overlay.c compiled for little-endian BPF; the generated
 // overlay_bpfel.go/.o are committed so go build needs no clang.
-//go:generate go tool bpf2go -tags linux -target bpfel -type ov_mac_key -type ov_ip_key -type ov_endpoint -type ov_iface -type ov_config -type ov_ep_counters -type ov_tunnel_counters -type drop_reason overlay ../../bpf/overlay.c -- -I../../bpf -I../../bpf/lib -I../../bpf/include
+//go:generate go tool bpf2go -tags linux -target bpfel -type ov_mac_key -type ov_ip_key -type ov_endpoint -type ov_iface -type ov_config -type ov_network -type ov_ep_counters -type ov_tunnel_counters -type drop_reason overlay ../../bpf/overlay.c -- -I../../bpf -I../../bpf/lib -I../../bpf/include

@@ -208,7 +208,7 @@ func (o *Overlay) NetworkUp(vni uint32) error {
 	return o.createTunnelCounters(vni)
 }
 
-// NetworkDown removes the VNI's tunnel counters.
+// NetworkDown removes the VNI's tunnel counters and gateway.
 func (o *Overlay) NetworkDown(vni uint32) error {
 	if vni > MaxVNI {
 		return errdefs.InvalidParameter("overlay network: VNI %d is beyond 24 bits", vni)
@@ -218,7 +218,7 @@ func (o *Overlay) NetworkDown(vni uint32) error {
 	if err := o.maps.NetdOvTunnel.Delete(vni); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete tunnel counters of VNI %d: %w", vni, err)
 	}
-	return nil
+	return o.deleteGateway(vni)
 }
 
 func (o *Overlay) createTunnelCounters(vni uint32) error {

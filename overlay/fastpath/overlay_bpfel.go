@@ -55,6 +55,8 @@ type overlayOvEpCounters struct {
 	DecapPkts  uint64
 	DecapBytes uint64
 	ArpReplies uint64
+	PassPkts   uint64
+	PassBytes  uint64
 	Drops      [12]uint64
 }
 
@@ -79,6 +81,13 @@ type overlayOvMacKey struct {
 	Pad [2]uint8
 }
 
+type overlayOvNetwork struct {
+	_       structs.HostLayout
+	Gateway uint32
+	GwMac   [6]uint8
+	Pad     [2]uint8
+}
+
 type overlayOvTunnelCounters struct {
 	_          structs.HostLayout
 	EncapPkts  uint64
@@ -97,6 +106,7 @@ const (
 	overlayMapNetdOvIfaces          = "netd_ov_ifaces"
 	overlayMapNetdOvIps             = "netd_ov_ips"
 	overlayMapNetdOvMacs            = "netd_ov_macs"
+	overlayMapNetdOvNets            = "netd_ov_nets"
 	overlayMapNetdOvTunnel          = "netd_ov_tunnel"
 	overlayProgOverlayFromContainer = "overlay_from_container"
 	overlayProgOverlayFromTunnel    = "overlay_from_tunnel"
@@ -158,6 +168,7 @@ type overlayMapSpecs struct {
 	NetdOvIfaces   *ebpf.MapSpec `ebpf:"netd_ov_ifaces"`
 	NetdOvIps      *ebpf.MapSpec `ebpf:"netd_ov_ips"`
 	NetdOvMacs     *ebpf.MapSpec `ebpf:"netd_ov_macs"`
+	NetdOvNets     *ebpf.MapSpec `ebpf:"netd_ov_nets"`
 	NetdOvTunnel   *ebpf.MapSpec `ebpf:"netd_ov_tunnel"`
 }
 
@@ -193,6 +204,7 @@ type overlayMaps struct {
 	NetdOvIfaces   *ebpf.Map `ebpf:"netd_ov_ifaces"`
 	NetdOvIps      *ebpf.Map `ebpf:"netd_ov_ips"`
 	NetdOvMacs     *ebpf.Map `ebpf:"netd_ov_macs"`
+	NetdOvNets     *ebpf.Map `ebpf:"netd_ov_nets"`
 	NetdOvTunnel   *ebpf.Map `ebpf:"netd_ov_tunnel"`
 }
 
@@ -203,6 +215,7 @@ func (m *overlayMaps) Close() error {
 		m.NetdOvIfaces,
 		m.NetdOvIps,
 		m.NetdOvMacs,
+		m.NetdOvNets,
 		m.NetdOvTunnel,
 	)
 }

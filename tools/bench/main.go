@@ -6,9 +6,11 @@
 // Every setup lives in namespaces the bench creates and removes.
 //
 // Then the scale run times network create, rm and ls on each netd dataplane as
-// a daemon's networks grow to each count of --scale.
+// a daemon's networks grow to each count of --scale, and the control-plane run
+// times, on a 3-host cluster per overlay dataplane, how long after `container
+// create` on one host another host reaches the new container (--controlplane).
 //
-//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth] [--scale 10,100,1000|none] [--out DIR]
+//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth,ovl-kernel,...] [--scale 10,100,1000|none] [--controlplane 50] [--out DIR]
 package main
 
 import (
@@ -46,6 +48,8 @@ func main() {
 			os.Exit(runCRRServe(os.Args[2:]))
 		case "crr":
 			os.Exit(runCRR(os.Args[2:]))
+		case "reach":
+			os.Exit(runReach(os.Args[2:]))
 		}
 	}
 	os.Exit(runBench(os.Args[1:]))
@@ -69,6 +73,9 @@ var setups = []struct {
 	{setupDocker, func(e setupEnv) Setup { return newDockerSetup(e.prefix, e.netdBin, e.out) }},
 	{setupVeth, func(e setupEnv) Setup { return newVethSetup(e.prefix, e.netdBin) }},
 	{setupMacvlan, func(e setupEnv) Setup { return newMacvlanSetup(e.prefix, e.netdBin, e.out) }},
+	{setupOvlEBPF, func(e setupEnv) Setup { return newOverlaySetup(e.prefix, "ebpf", e.netdBin, "10.204.0.0/24", e.out) }},
+	{setupOvlKernel, func(e setupEnv) Setup { return newOverlaySetup(e.prefix, "kernel", e.netdBin, "10.205.0.0/24", e.out) }},
+	{setupUnderlay, func(e setupEnv) Setup { return newUnderlaySetup(e.prefix, e.netdBin) }},
 }
 
 // allSetups is the setups' names in measuring order.
@@ -98,6 +105,7 @@ type options struct {
 	latency  string
 	pin      [2]string // client CPU, server CPU; empty = not pinned
 	scale    []int     // network counts of the scale run; none: skipped
+	ctl      int       // containers of the control-plane run; 0: skipped
 }
 
 func parseFlags(args []string) (options, error) {
@@ -114,6 +122,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.netdBin, "netd", defNetd, "netd binary (env NETD_BIN)")
 	fs.StringVar(&o.latency, "latency", "auto", "latency tool: sockperf, go, or auto (sockperf if installed)")
 	scale := fs.String("scale", "10,100,1000", "network counts at which to time network create, rm and ls on each netd dataplane of --only, or none")
+	fs.IntVar(&o.ctl, "controlplane", 50, fmt.Sprintf("containers to time from `container create` on h1 until h2 pings them, on a %d-host cluster per overlay setup of --only (ovl-ebpf, ovl-kernel); 0 skips it", ctlHosts))
 	pin := fs.String("pin", "auto", "CPUs A,B: packet-rate sender and two-CPU ping-pong client on A, their servers on B; TCP, one-CPU ping-pong and connection rate both on B; none, or auto (0,1 on 2+ cores)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -137,6 +146,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.ctl < 0 || o.ctl > maxCtl {
+		return o, fmt.Errorf("--controlplane must be 0..%d", maxCtl)
 	}
 	if o.rounds < 1 || o.rounds > 100 {
 		return o, errors.New("--rounds must be 1..100")
@@ -253,7 +265,7 @@ func runBench(args []string) int {
 		Started: time.Now(),
 		Host:    hostInfo(),
 		Config: Config{Rounds: o.rounds, Duration: o.duration.String(), Setups: o.only,
-			NetdBin: o.netdBin, Latency: o.latency, Pin: strings.Trim(strings.Join(o.pin[:], ","), ","), Scale: o.scale},
+			NetdBin: o.netdBin, Latency: o.latency, Pin: strings.Trim(strings.Join(o.pin[:], ","), ","), Scale: o.scale, ControlPlane: o.ctl},
 		Samples:  []Sample{},
 		Failures: []Failure{},
 		Retried:  []Failure{},
@@ -341,8 +353,8 @@ rounds:
 
 	// The eBPF counters tell whether the measured traffic really took the fast path.
 	for _, s := range live {
-		ns, ok := s.(*netdSetup)
-		if !ok || ns.dataplane != setupEBPF {
+		ns, ok := s.(ebpfSetup)
+		if !ok || !ns.EBPF() {
 			continue
 		}
 		st, err := ns.DataplaneStatus()
@@ -372,6 +384,19 @@ rounds:
 			res.Failures = append(res.Failures, Failure{Setup: "scale-" + dp, Error: err.Error()})
 		}
 	}
+	for _, c := range []struct{ setup, dp string }{{setupOvlEBPF, api.DataplaneEBPF}, {setupOvlKernel, api.DataplaneKernel}} {
+		if o.ctl == 0 || !contains(o.only, c.setup) || ctx.Err() != nil {
+			continue
+		}
+		r := newCtlRun(self, prefix, c.dp, o.netdBin, o.out, prog)
+		st, err := r.run(ctx, o.ctl)
+		if st != nil {
+			res.ControlPlane = append(res.ControlPlane, *st)
+		}
+		if err != nil {
+			res.Failures = append(res.Failures, Failure{Setup: r.name(), Error: err.Error()})
+		}
+	}
 	prog.done()
 
 	res.Finished = time.Now()
@@ -386,6 +411,9 @@ rounds:
 		fmt.Println("\nCPU pinning off (--pin none, or one core): nothing was pinned, \"one CPU\" does not hold, and the two-CPU latency run was skipped.")
 	}
 	if err := writeScaleTable(os.Stdout, res.Scale); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	if err := writeCtlTable(os.Stdout, res.ControlPlane); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
 	for name, st := range res.Dataplane {

@@ -25,6 +25,10 @@ var setupColors = map[string]string{
 	setupKernel: "#1565c0",
 	setupVeth:   "#9e9e9e",
 	setupDocker: "#ef6c00",
+	// Overlay setups: the bridge setups' hues, lighter.
+	setupOvlEBPF:   "#81c784",
+	setupOvlKernel: "#64b5f6",
+	setupUnderlay:  "#e0e0e0",
 }
 
 func colorOf(setup string) string {
@@ -136,6 +140,9 @@ func drawPanel(b *bytes.Buffer, ox, oy float64, m Metric, stats []Stat, setups [
 		if s.VsDocker != nil {
 			fmt.Fprintf(b, `<text class="vs-docker" x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#555555">%s docker</text>`+"\n",
 				cx, plotY+plotH+30, esc(formatRatio(s.VsDocker)))
+		} else if s.VsOvlKernel != nil {
+			fmt.Fprintf(b, `<text class="vs-ovl-kernel" x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#555555">%s ovl-kernel</text>`+"\n",
+				cx, plotY+plotH+30, esc(formatRatio(s.VsOvlKernel)))
 		}
 	}
 	b.WriteString("</g>\n")

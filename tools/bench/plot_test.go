@@ -55,7 +55,7 @@ func TestRenderSVG(t *testing.T) {
 	}
 	bars := map[string]int{}
 	panels := 0
-	whiskers, vsDocker := 0, 0
+	whiskers, vsDocker, vsOvl := 0, 0, 0
 	for _, e := range els {
 		switch {
 		case e.Name.Local == "rect" && attr(e, "class") == "bar":
@@ -69,6 +69,8 @@ func TestRenderSVG(t *testing.T) {
 			whiskers++
 		case e.Name.Local == "text" && attr(e, "class") == "vs-docker":
 			vsDocker++
+		case e.Name.Local == "text" && attr(e, "class") == "vs-ovl-kernel":
+			vsOvl++
 		}
 	}
 	if panels != len(metrics) {
@@ -77,9 +79,19 @@ func TestRenderSVG(t *testing.T) {
 	if len(bars) != len(allSetups)*len(metrics) || whiskers != len(allSetups)*len(metrics) {
 		t.Errorf("%d distinct bars and %d whiskers, want %d each", len(bars), whiskers, len(allSetups)*len(metrics))
 	}
-	// Every setup but docker itself carries its ratio to docker under its bar.
-	if want := (len(allSetups) - 1) * len(metrics); vsDocker != want {
+	// Every bridge setup but docker itself carries its ratio to docker under
+	// its bar, every overlay setup but ovl-kernel its ratio to ovl-kernel.
+	overlay := 0
+	for _, s := range allSetups {
+		if isOverlaySetup(s) {
+			overlay++
+		}
+	}
+	if want := (len(allSetups) - overlay - 1) * len(metrics); vsDocker != want {
 		t.Errorf("%d ratios to docker, want %d", vsDocker, want)
+	}
+	if want := (overlay - 1) * len(metrics); vsOvl != want {
+		t.Errorf("%d ratios to ovl-kernel, want %d", vsOvl, want)
 	}
 	for k, n := range bars {
 		if n != 1 {

@@ -31,6 +31,13 @@ type Setup interface {
 	Pair() Pair
 }
 
+// ebpfSetup is a setup whose eBPF counters are read after the run: they
+// tell whether the measured traffic really took the fast path.
+type ebpfSetup interface {
+	EBPF() bool
+	DataplaneStatus() (*api.DataplaneStatus, error)
+}
+
 // Pair is what a measurement runs between: named netns under /run/netns.
 type Pair struct {
 	ClientNS string
@@ -181,6 +188,8 @@ func newNetdSetup(prefix, dataplane, netdBin, subnet, logDir string) *netdSetup 
 }
 
 func (s *netdSetup) Name() string { return s.dataplane }
+
+func (s *netdSetup) EBPF() bool { return s.dataplane == setupEBPF }
 
 func (s *netdSetup) Pair() Pair {
 	if s.host == nil {

@@ -233,11 +233,24 @@ func TestClusterJoinFailLeaveRejoin(t *testing.T) {
 	d = cl.waitAgree(t, 30*time.Second, cl.hosts, alive(cl.hosts, eps))
 	t.Logf("timing: removed endpoint gone everywhere after %v", d)
 
-	// The first host restarts without --join and finds the others again.
+	// The first host restarts without --join and finds the others again,
+	// also after kill -9 (it saved its peers when they joined).
 	if err := h1.RestartDaemon(); err != nil {
 		t.Fatal(err)
 	}
 	cl.waitAgree(t, 30*time.Second, cl.hosts, alive(cl.hosts, eps))
+	ok(t, h1, "container", "create", "c1")
+	eps[h1.Node] = 1
+	cl.waitAgree(t, 30*time.Second, cl.hosts, alive(cl.hosts, eps))
+	if err := h1.KillDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := h1.StartDaemon(cl.args(h1)...); err != nil {
+		t.Fatal(err)
+	}
+	d = cl.waitAgree(t, 30*time.Second, cl.hosts, alive(cl.hosts, eps))
+	t.Logf("timing: first host (no --join) killed and restarted: alive with its endpoint everywhere %v after the restart began", time.Since(start))
 }
 
 func TestClusterPartitionHeals(t *testing.T) {

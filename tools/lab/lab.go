@@ -29,6 +29,8 @@ import (
 const (
 	// NetnsDir is where `ip netns` bind-mounts named namespaces.
 	NetnsDir = "/run/netns"
+	// NetnsEtcDir holds per-namespace /etc files (`ip netns exec`'s /etc/netns).
+	NetnsEtcDir = "/etc/netns"
 	// BPFFSRoot is the bpffs mount point; BPFFSDir is what daemons get as --bpffs.
 	BPFFSRoot = "/sys/fs/bpf"
 	BPFFSDir  = "/sys/fs/bpf/netd"
@@ -303,6 +305,7 @@ func (l *Lab) Close() error {
 	}
 	errs = append(errs, l.removeNetns()...)
 	errs = append(errs, l.removePins()...)
+	errs = append(errs, l.removeNetnsEtc()...)
 	if os.Getenv("NETD_LAB_KEEP") == "" {
 		if err := os.RemoveAll(l.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove lab dir: %w", err))
@@ -359,6 +362,22 @@ func (l *Lab) removeNetns() []error {
 			if _, err := l.run("ip", "netns", "del", names[i]); err != nil && round == 2 {
 				errs = append(errs, err)
 			}
+		}
+	}
+	return errs
+}
+
+// removeNetnsEtc removes the /etc/netns/<netns> directories the daemons
+// wrote for their containers (the embedded DNS's resolv.conf).
+func (l *Lab) removeNetnsEtc() []error {
+	matches, err := filepath.Glob(filepath.Join(NetnsEtcDir, l.Prefix+"-*"))
+	if err != nil {
+		return []error{fmt.Errorf("glob %s: %w", NetnsEtcDir, err)}
+	}
+	var errs []error
+	for _, m := range matches {
+		if err := os.RemoveAll(m); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", m, err))
 		}
 	}
 	return errs
