@@ -27,7 +27,7 @@ E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=
 # bench-smoke: every bench setup must come up and measure; speed is not asserted.
 SMOKE_OUT   ?= bin/bench-smoke
-SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100 --controlplane 5
+SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100 --controlplane 5 --dns 1s
 
 .DEFAULT_GOAL := help
 .PHONY: help deps docker-units-off generate build test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench bench-gossip compat fmt lint lab-clean clean
@@ -125,7 +125,7 @@ bench-smoke: build ## One short bench round: every setup (bridges, docker, veth,
 demo: deps build ## 3 lab hosts: an overlay network, a container per host, a ping matrix, the counters; all removed after (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/demo
 
-bench: deps build ## eBPF vs kernel bridge vs Docker's bridge vs direct veth, eBPF vs kernel overlay vs underlay, side by side; network create/rm/ls at 10, 100, 1000 networks; overlay control-plane timings (root)
+bench: deps build ## eBPF vs kernel bridge vs Docker's bridge vs direct veth, eBPF vs kernel overlay vs underlay, side by side; network create/rm/ls at 10, 100, 1000 networks; overlay control-plane timings; embedded DNS queries from a container (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench
 
 bench-gossip: ## Gossip simulation: 10, 100, 1000 members of gossip/ on loopback; spread, withdrawal, bytes/s (bin/bench/results-gossip.json)

@@ -8,9 +8,10 @@
 // Then the scale run times network create, rm and ls on each netd dataplane as
 // a daemon's networks grow to each count of --scale, and the control-plane run
 // times, on a 3-host cluster per overlay dataplane, how long after `container
-// create` on one host another host reaches the new container (--controlplane).
+// create` on one host another host reaches the new container (--controlplane),
+// and the DNS run times a container's queries to its embedded resolver (--dns).
 //
-//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth,ovl-kernel,...] [--scale 10,100,1000|none] [--controlplane 50] [--out DIR]
+//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth,ovl-kernel,...] [--scale 10,100,1000|none] [--controlplane 50] [--dns 4s] [--out DIR]
 package main
 
 import (
@@ -50,6 +51,8 @@ func main() {
 			os.Exit(runCRR(os.Args[2:]))
 		case "reach":
 			os.Exit(runReach(os.Args[2:]))
+		case "dns-load":
+			os.Exit(runDNSLoad(os.Args[2:]))
 		}
 	}
 	os.Exit(runBench(os.Args[1:]))
@@ -103,9 +106,10 @@ type options struct {
 	out      string
 	netdBin  string
 	latency  string
-	pin      [2]string // client CPU, server CPU; empty = not pinned
-	scale    []int     // network counts of the scale run; none: skipped
-	ctl      int       // containers of the control-plane run; 0: skipped
+	pin      [2]string     // client CPU, server CPU; empty = not pinned
+	scale    []int         // network counts of the scale run; none: skipped
+	ctl      int           // containers of the control-plane run; 0: skipped
+	dns      time.Duration // each row of the DNS run; 0: skipped
 }
 
 func parseFlags(args []string) (options, error) {
@@ -123,6 +127,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.latency, "latency", "auto", "latency tool: sockperf, go, or auto (sockperf if installed)")
 	scale := fs.String("scale", "10,100,1000", "network counts at which to time network create, rm and ls on each netd dataplane of --only, or none")
 	fs.IntVar(&o.ctl, "controlplane", 50, fmt.Sprintf("containers to time from `container create` on h1 until h2 pings them, on a %d-host cluster per overlay setup of --only (ovl-ebpf, ovl-kernel); 0 skips it", ctlHosts))
+	fs.DurationVar(&o.dns, "dns", 4*time.Second, "length of each row of the DNS run (a container's queries to its embedded resolver: latency, forwarded name, rate); 0 skips it")
 	pin := fs.String("pin", "auto", "CPUs A,B: packet-rate sender and two-CPU ping-pong client on A, their servers on B; TCP, one-CPU ping-pong and connection rate both on B; none, or auto (0,1 on 2+ cores)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -149,6 +154,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.ctl < 0 || o.ctl > maxCtl {
 		return o, fmt.Errorf("--controlplane must be 0..%d", maxCtl)
+	}
+	if o.dns < 0 || o.dns > maxDNS {
+		return o, fmt.Errorf("--dns must be 0..%s", maxDNS)
 	}
 	if o.rounds < 1 || o.rounds > 100 {
 		return o, errors.New("--rounds must be 1..100")
@@ -397,6 +405,15 @@ rounds:
 			res.Failures = append(res.Failures, Failure{Setup: r.name(), Error: err.Error()})
 		}
 	}
+	if o.dns > 0 && ctx.Err() == nil {
+		res.Config.DNS = o.dns.String()
+		r := newDNSRun(self, prefix, o.netdBin, o.out, prog)
+		st, err := r.run(ctx, o.dns)
+		res.DNS = st
+		if err != nil {
+			res.Failures = append(res.Failures, Failure{Setup: r.name(), Error: err.Error()})
+		}
+	}
 	prog.done()
 
 	res.Finished = time.Now()
@@ -414,6 +431,9 @@ rounds:
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
 	if err := writeCtlTable(os.Stdout, res.ControlPlane); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	if err := writeDNSTable(os.Stdout, res.DNS); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
 	for name, st := range res.Dataplane {

@@ -162,6 +162,8 @@ type Config struct {
 	Scale []int `json:"scale_networks,omitempty"`
 	// ControlPlane is the container count of the control-plane run (--controlplane).
 	ControlPlane int `json:"controlplane_containers,omitempty"`
+	// DNS is each row's length in the DNS run (--dns).
+	DNS string `json:"dns_row,omitempty"`
 }
 
 // Result is the whole JSON document written to the out dir.
@@ -183,6 +185,8 @@ type Result struct {
 	// ControlPlane is, per overlay dataplane, the time from container
 	// create on one host until another host reaches it (ctlplane.go).
 	ControlPlane []CtlStat `json:"control_plane,omitempty"`
+	// DNS is a container's queries to its embedded resolver (dns.go).
+	DNS *DNSStat `json:"dns,omitempty"`
 }
 
 // Operations the scale run times.
