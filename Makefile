@@ -113,8 +113,9 @@ e2e: build ## End-to-end tests: real daemons in lab namespaces (root)
 
 bench-smoke: build ## One short bench round: every setup (bridges, docker, veth, macvlan, overlays, underlay) comes up and measures (root)
 	@rm -rf $(SMOKE_OUT); \
-	if NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench $(SMOKE_FLAGS) --out $(SMOKE_OUT); then \
-	  echo "bench-smoke: all setups measured (results in $(SMOKE_OUT))"; \
+	if NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench $(SMOKE_FLAGS) --out $(SMOKE_OUT) && \
+	   $(GO) run ./tools/gossipsim --sizes 10 --quick --out $(SMOKE_OUT); then \
+	  echo "bench-smoke: all setups measured, gossip simulation ran (results in $(SMOKE_OUT))"; \
 	else rc=$$?; \
 	  echo "bench-smoke: FAILED (exit $$rc); the table above lists the failures; daemon logs:"; \
 	  for f in $(SMOKE_OUT)/netd-*.log $(SMOKE_OUT)/dataplane-*.txt $(SMOKE_OUT)/docker-*.log; do \
@@ -127,6 +128,7 @@ demo: deps build ## 3 lab hosts: an overlay network, a container per host, a pin
 
 bench: deps build ## eBPF vs kernel bridge vs Docker's bridge vs direct veth, eBPF vs kernel overlay vs underlay, side by side; network create/rm/ls at 10, 100, 1000 networks; overlay control-plane timings; embedded DNS queries from a container (root)
 	NETD_BIN=$(NETD_BIN) $(GO) run ./tools/bench
+	$(GO) run ./tools/gossipsim --sizes 10,100 --out bench-results
 
 bench-gossip: ## Gossip simulation: 10, 100, 1000 members of gossip/ on loopback; spread, withdrawal, bytes/s (bin/bench/results-gossip.json)
 	$(GO) run ./tools/gossipsim --out bin/bench

@@ -53,10 +53,7 @@ type clusterService struct {
 	log  *slog.Logger
 	vtep netip.Addr
 
-	kick   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	work   *resyncLoop
 	joined time.Time
 	cancel func() // stops watching the tables
 
@@ -96,8 +93,7 @@ func (d *daemon) startCluster(context.Context) error {
 		return fmt.Errorf("start gossip: %w", err)
 	}
 	s := &clusterService{
-		c: c, m: d.m, log: d.log, vtep: c.Advertise().Addr(),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		c: c, m: d.m, log: d.log, vtep: c.Advertise().Addr(), work: newResyncLoop(),
 	}
 	// Own entries first, so the join's push-pull already carries them.
 	s.sync()
@@ -106,7 +102,7 @@ func (d *daemon) startCluster(context.Context) error {
 		return fmt.Errorf("join the cluster: %w", err)
 	}
 	s.joined = time.Now()
-	d.store.OnCommit(s.poke)
+	d.store.OnCommit(s.work.poke)
 	d.m.setCluster(s)
 	// Another host's network, or a removal asked for: adopt or drop it.
 	s.cancel = c.Watch(func(ev gossip.Event) {
@@ -119,7 +115,7 @@ func (d *daemon) startCluster(context.Context) error {
 			s.delMu.Unlock()
 		}
 		if ev.Kind == gossip.EventResync || ev.Entry.Table == gossip.TableNetworks || ev.Entry.Table == gossip.TableRemovals {
-			s.poke()
+			s.work.poke()
 		}
 	})
 	for _, drv := range d.drivers {
@@ -127,7 +123,7 @@ func (d *daemon) startCluster(context.Context) error {
 			u.SetCluster(c)
 		}
 	}
-	go s.loop()
+	go s.work.run(resyncInterval, s.expireRemovals, s.pass)
 	d.cluster = s
 	d.log.Info("joined the cluster", "node", d.cfg.NodeName, "advertise", c.Advertise(), "members", len(c.Nodes()))
 	return nil
@@ -148,8 +144,7 @@ func (d *daemon) closeCluster() error {
 	}
 	s.cancel()
 	d.m.setCluster(nil)
-	s.once.Do(func() { close(s.stop) })
-	<-s.done
+	s.work.halt()
 	return s.c.Leave(cmpDuration(d.cfg.Cluster.LeaveTimeout, 2*time.Second))
 }
 
@@ -169,29 +164,11 @@ type nodeMeta struct {
 	Version string `json:"v"`
 }
 
-func (s *clusterService) poke() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (s *clusterService) loop() {
-	defer close(s.done)
-	t := time.NewTicker(resyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.kick:
-		case <-t.C:
-			s.expireRemovals()
-		}
-		s.sync()
-		s.adoptNetworks(context.Background())
-		s.preclaim()
-	}
+// pass publishes, adopts remote networks and claims address blocks ahead.
+func (s *clusterService) pass() {
+	s.sync()
+	s.adoptNetworks(context.Background())
+	s.preclaim()
 }
 
 // sync makes the published entries match the manager.

@@ -52,9 +52,7 @@ type dnsService struct {
 	etcDir string
 	log    *slog.Logger
 
-	kick   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
+	work   *resyncLoop
 	unhook func()
 	cancel func() // stops watching gossip
 
@@ -76,7 +74,7 @@ func (d *daemon) startDNS(context.Context) error {
 	s := &dnsService{
 		m: d.m, rc: rc, etcDir: cmpString(d.cfg.DNS.NetnsEtcDir, "/etc/netns"), log: d.log,
 		srv:  resolver.NewServer(resolver.Config{Forwarder: resolver.Forwarder{Upstreams: rc.Upstreams()}, Logger: d.log}),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), cond: make(chan struct{}),
+		work: newResyncLoop(), cond: make(chan struct{}),
 	}
 	// Existing containers get their resolver before the API answers.
 	s.pass()
@@ -88,7 +86,7 @@ func (d *daemon) startDNS(context.Context) error {
 			}
 		})
 	}
-	go s.loop()
+	go s.work.run(dnsResync, nil, s.pass)
 	d.m.dns.Store(s)
 	d.dns = s
 	d.log.Info("embedded DNS ready", "resolv_conf", path, "upstreams", rc.Upstreams())
@@ -105,8 +103,7 @@ func (d *daemon) closeDNS() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	close(s.stop)
-	<-s.done
+	s.work.halt()
 	// The resolv.conf files stay: the containers and their resolvers come
 	// back with the daemon.
 	return s.srv.Close()
@@ -123,25 +120,7 @@ func (s *dnsService) poke() {
 	s.genMu.Lock()
 	s.want++
 	s.genMu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (s *dnsService) loop() {
-	defer close(s.done)
-	t := time.NewTicker(dnsResync)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.kick:
-		case <-t.C:
-		}
-		s.pass()
-	}
+	s.work.poke()
 }
 
 // pass rebuilds the table, opens and closes containers' resolvers and

@@ -477,9 +477,22 @@ func (c *Cluster) reconnectLoop() {
 		if c.ml.NumMembers() <= 1 {
 			targets = c.joinPeers()
 		}
+		// Each live member tries a dead one with probability 3/N, so the
+		// cluster as a whole tries about three times a second, whatever its
+		// size (a slow member declared dead is not swamped with joins);
+		// after five minutes, a tenth as often.
+		alive := max(1, c.ml.NumMembers())
+		p := min(1, 3/float64(alive))
 		c.nodesMu.Lock()
 		for name, n := range c.nodes {
-			if n.State == NodeDead && time.Since(n.Since) < c.cfg.OwnerTTL && name != c.cfg.NodeName {
+			if n.State != NodeDead || time.Since(n.Since) >= c.cfg.OwnerTTL || name == c.cfg.NodeName {
+				continue
+			}
+			q := p
+			if time.Since(n.Since) > 5*time.Minute {
+				q /= 10
+			}
+			if rand.Float64() < q {
 				targets = append(targets, netip.AddrPortFrom(n.Addr, uint16(n.Port)).String())
 			}
 		}

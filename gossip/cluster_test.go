@@ -54,6 +54,16 @@ type filterTransport struct {
 	packets  chan *memberlist.Packet
 	streams  chan net.Conn
 	pumpOnce sync.Once
+	done     chan struct{}
+	shutOnce sync.Once
+}
+
+// Shutdown stops the pumps first: a pump blocked on a channel memberlist
+// no longer reads would keep NetTransport's listeners, and Shutdown, waiting.
+func (f *filterTransport) Shutdown() error {
+	f.pump()
+	f.shutOnce.Do(func() { close(f.done) })
+	return f.NodeAwareTransport.Shutdown()
 }
 
 // pump passes incoming packets and streams on, dropping them while cut.
@@ -61,10 +71,17 @@ func (f *filterTransport) pump() {
 	f.pumpOnce.Do(func() {
 		f.packets = make(chan *memberlist.Packet, 64)
 		f.streams = make(chan net.Conn, 16)
+		if f.done == nil {
+			f.done = make(chan struct{})
+		}
+		// Both keep draining the inner channels until the listeners end.
 		go func() {
 			for p := range f.NodeAwareTransport.PacketCh() {
 				if !f.cut.Load() {
-					f.packets <- p
+					select {
+					case f.packets <- p:
+					case <-f.done:
+					}
 				}
 			}
 		}()
@@ -74,7 +91,11 @@ func (f *filterTransport) pump() {
 					c.Close()
 					continue
 				}
-				f.streams <- c
+				select {
+				case f.streams <- c:
+				case <-f.done:
+					c.Close()
+				}
 			}
 		}()
 	})

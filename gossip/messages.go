@@ -69,7 +69,8 @@ type pullRequest struct {
 // holds of that owner: the receiver drops what is not in it (tombstones it
 // may have missed were already collected on the sender).
 type snapshot struct {
-	_struct bool `codec:",toarray"` //nolint:unused // codec option
+	_struct bool   `codec:",toarray"` //nolint:unused // codec option
+	From    string // the sender: only the owner's full snapshot removes rows
 	Owner   string
 	Full    bool
 	Max     uint64

@@ -259,6 +259,10 @@ func (s *store) applySnapshot(sn snapshot) {
 	if sn.Full {
 		reason = ReasonResync
 	}
+	// Only the owner knows which of its rows exist: another node's full
+	// copy may lack rows it missed, so it is merged, never used to remove
+	// (and its floor is not taken over, which would refuse those rows).
+	authoritative := sn.Full && sn.From == sn.Owner
 	in := make(map[rowKey]bool, len(sn.Entries))
 	for _, we := range sn.Entries {
 		e := fromWire(we)
@@ -268,7 +272,7 @@ func (s *store) applySnapshot(sn snapshot) {
 		in[rowKey{e.Table, e.Key}] = true
 		s.applyLocked(o, e, &evs, reason)
 	}
-	if sn.Full {
+	if authoritative {
 		for k, r := range o.rows {
 			if in[k] || r.Version > sn.Max {
 				continue
@@ -377,8 +381,14 @@ func (s *store) compare(d digest) (pull []pullItem, selfDiffers bool, selfBehind
 		if o != nil {
 			have = max(o.max, o.floor)
 		}
-		if od.Max > have {
+		switch {
+		case od.Max > have:
 			pull = append(pull, pullItem{Owner: od.Owner, Since: have})
+		case o != nil && od.Max == have && (od.Hash != o.hash || od.Live != o.live):
+			// Same newest version, other rows: one side missed an entry
+			// below it (lost while the cluster formed). Both sides pull
+			// the other's whole copy and keep what is newer.
+			pull = append(pull, pullItem{Owner: od.Owner, Since: 0})
 		}
 	}
 	return pull, selfDiffers, selfBehind
@@ -393,7 +403,7 @@ func (s *store) snapshotFor(ownerName string, since uint64) (snapshot, bool) {
 	if o == nil {
 		return snapshot{}, false
 	}
-	sn := snapshot{Owner: ownerName, Max: max(o.max, o.floor), Floor: o.floor}
+	sn := snapshot{From: s.self, Owner: ownerName, Max: max(o.max, o.floor), Floor: o.floor}
 	sn.Full = since < o.floor || since == 0
 	for _, r := range o.rows {
 		if sn.Full || r.Version > since {

@@ -143,8 +143,37 @@ func TestStoreDigestPullAndFullSnapshot(t *testing.T) {
 		t.Fatalf("snapshot %+v: want a full one (a tombstone b missed was collected)", sn)
 	}
 	b.applySnapshot(sn)
+	// a is not c: its copy may lack rows it missed, so b merges it (gets
+	// e3) but removes nothing on its word.
+	if got := liveKeys(b, TableEndpoints); len(got) != 3 || got[2] != "c/e3=z" {
+		t.Fatalf("after a's full snapshot b has %v, want c/e1, c/e2 and c/e3", got)
+	}
+	// The owner's own full copy removes what it no longer has.
+	c, _, _ := newTestStore(t, "c")
+	c.put(TableEndpoints, "e1", []byte("x"), false)
+	c.put(TableEndpoints, "e3", []byte("z"), false)
+	own, _ := c.snapshotFor("c", 0)
+	b.applySnapshot(own)
 	if got := liveKeys(b, TableEndpoints); len(got) != 2 || got[0] != "c/e1=x" || got[1] != "c/e3=z" {
-		t.Fatalf("after full snapshot b has %v, want c/e1 and c/e3", got)
+		t.Fatalf("after c's own snapshot b has %v, want c/e1 and c/e3", got)
+	}
+}
+
+// Same newest version, another row set: each side pulls the other's copy.
+func TestStoreEqualMaxDifferentRows(t *testing.T) {
+	a, _, _ := newTestStore(t, "a")
+	b, _, _ := newTestStore(t, "b")
+	b.setStatus("c", ownerAlive)
+	a.merge([]Entry{ep("c", "e1", 1, "x"), ep("c", "e2", 2, "y")})
+	b.merge([]Entry{ep("c", "e2", 2, "y")}) // missed e1 while the cluster formed
+	pull, _, _ := b.compare(a.digest())
+	if len(pull) != 1 || pull[0].Since != 0 {
+		t.Fatalf("pull %+v, want c since 0", pull)
+	}
+	sn, _ := a.snapshotFor("c", 0)
+	b.applySnapshot(sn)
+	if got := liveKeys(b, TableEndpoints); len(got) != 2 {
+		t.Fatalf("b has %v, want both rows", got)
 	}
 	if pull, _, _ := b.compare(a.digest()); len(pull) != 0 {
 		t.Fatalf("still pulling after sync: %+v", pull)

@@ -41,6 +41,7 @@ import (
 	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/dataplane/bridge"
 	"github.com/netd-dev/netd/dataplane/nlutil"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 	"github.com/netd-dev/netd/gossip"
 )
 
@@ -121,14 +122,9 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Bridge == nil {
 		return nil, errors.New("create overlay driver: no bridge driver")
 	}
-	ns, err := netns.Get()
+	ns, h, err := sandbox.OpenHostHandle()
 	if err != nil {
-		return nil, fmt.Errorf("open host netns: %w", err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		return nil, fmt.Errorf("open netlink handle: %w", err)
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {

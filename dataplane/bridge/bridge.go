@@ -26,6 +26,7 @@ import (
 	"github.com/netd-dev/netd/api/errdefs"
 	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/dataplane/fastpath"
+	"github.com/netd-dev/netd/dataplane/internal/ifcfg"
 	"github.com/netd-dev/netd/dataplane/nlutil"
 	"github.com/netd-dev/netd/dataplane/sandbox"
 )
@@ -139,14 +140,9 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.NodeName == "" {
 		return nil, errors.New("create bridge driver: node name is empty")
 	}
-	ns, err := netns.Get()
+	ns, h, err := sandbox.OpenHostHandle()
 	if err != nil {
-		return nil, fmt.Errorf("open host netns: %w", err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		return nil, fmt.Errorf("open netlink handle: %w", err)
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -255,7 +251,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, cfg *dataplane.NetworkConfig
 		return err
 	}
 	if n.Gateway.IsValid() && n.Subnet.IsValid() {
-		if err := ensureAddr(d.nl, br, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
+		if err := ifcfg.EnsureAddr(d.nl, br, netip.PrefixFrom(n.Gateway, n.Subnet.Bits())); err != nil {
 			return fmt.Errorf("create network %s: %w", n.Name, err)
 		}
 	}
@@ -327,14 +323,6 @@ func (d *Driver) ensureBridge(n *network) (netlink.Link, error) {
 }
 
 // ensureAddr adds p to link unless it is already there.
-func ensureAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
-	// No listing first: a dump of every address costs O(networks) per call.
-	if err := h.AddrAdd(link, &netlink.Addr{IPNet: nlutil.PrefixToIPNet(p)}); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err)
-	}
-	return nil
-}
-
 // enableForwarding sets ip_forward in the driver's netns (never the caller's).
 func (d *Driver) enableForwarding() error {
 	const path = "/proc/sys/net/ipv4/ip_forward"
@@ -520,21 +508,6 @@ func (d *Driver) removePort(n *network, port string) error {
 	return nil
 }
 
-// openSandbox opens the container netns at path and a netlink handle in it;
-// the caller closes both.
-func openSandbox(path string) (netns.NsHandle, *netlink.Handle, error) {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return ns, nil, fmt.Errorf("open sandbox %s: %w", path, err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		return ns, nil, fmt.Errorf("netlink handle in %s: %w", path, err)
-	}
-	return ns, h, nil
-}
-
 // isPeer reports whether l (in the sandbox) is the other end of veth host.
 func isPeer(l, host netlink.Link) bool {
 	if _, ok := l.(*netlink.Veth); !ok {
@@ -562,7 +535,7 @@ func (d *Driver) Join(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dat
 	if host == nil {
 		return fmt.Errorf("join: veth %s not found", ep.HostIfName)
 	}
-	sbns, sh, err := openSandbox(ep.SandboxPath)
+	sbns, sh, err := sandbox.OpenHandle(ep.SandboxPath)
 	if err != nil {
 		return err
 	}
@@ -633,65 +606,14 @@ func (d *Driver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, ep *da
 // configureContainerSide sets IPv6 off (IPv4-only networks), MAC, MTU,
 // address, up and the default route.
 func configureContainerSide(sh *netlink.Handle, l netlink.Link, n *network, ep *dataplane.EndpointConfig) error {
-	// Before up, so the interface never sends DAD or MLD nor takes a link-local address.
-	if !n.Subnet.Addr().Is6() && !ep.Addr.Addr().Is6() {
-		if err := disableIPv6(ep.SandboxPath, l.Attrs().Name); err != nil {
-			return err
-		}
-	}
-	if len(ep.MAC) > 0 && !bytes.Equal(l.Attrs().HardwareAddr, ep.MAC) {
-		if err := sh.LinkSetDown(l); err != nil {
-			return fmt.Errorf("set down: %w", err)
-		}
-		if err := sh.LinkSetHardwareAddr(l, ep.MAC); err != nil {
-			return fmt.Errorf("set MAC %s: %w", ep.MAC, err)
-		}
-	}
-	if mtu := mtuOf(n); l.Attrs().MTU != mtu {
-		if err := sh.LinkSetMTU(l, mtu); err != nil {
-			return fmt.Errorf("set MTU %d: %w", mtu, err)
-		}
-	}
-	if ep.Addr.IsValid() {
-		if err := ensureAddr(sh, l, ep.Addr); err != nil {
-			return err
-		}
-	}
-	if err := sh.LinkSetUp(l); err != nil {
-		return fmt.Errorf("set up: %w", err)
-	}
-	if ep.DefaultGW && ep.Gateway.IsValid() {
-		dst := nlutil.PrefixToIPNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
-		if ep.Gateway.Is6() {
-			dst = nlutil.PrefixToIPNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
-		}
-		r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: ep.Gateway.AsSlice()}
-		if err := sh.RouteReplace(r); err != nil {
-			return fmt.Errorf("add default route via %s: %w", ep.Gateway, err)
-		}
-	}
-	return nil
-}
-
-// disableIPv6 turns IPv6 off on ifname in the netns at nsPath, as Docker does
-// on IPv4-only networks; a kernel without IPv6 has nothing to turn off.
-func disableIPv6(nsPath, ifname string) error {
-	path := "/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"
-	return sandbox.DoPath(nsPath, func() error {
-		cur, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		if bytes.Equal(bytes.TrimSpace(cur), []byte("1")) {
-			return nil
-		}
-		if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("disable IPv6 on %s: %w", ifname, err)
-		}
-		return nil
+	return ifcfg.Apply(sh, l, ifcfg.Config{
+		SandboxPath:  ep.SandboxPath,
+		DisableIPv6:  !n.Subnet.Addr().Is6() && !ep.Addr.Addr().Is6(),
+		MAC:          ep.MAC,
+		MTU:          mtuOf(n),
+		Addr:         ep.Addr,
+		DefaultRoute: ep.DefaultGW,
+		Gateway:      ep.Gateway,
 	})
 }
 

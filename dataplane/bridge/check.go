@@ -14,6 +14,7 @@ import (
 	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/dataplane/fastpath"
 	"github.com/netd-dev/netd/dataplane/nlutil"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
 // AcceleratorChecker is an Accelerator that can compare its own state of a
@@ -155,7 +156,7 @@ func (d *Driver) checkEndpoint(n *network, ep *dataplane.EndpointConfig, host, b
 
 // checkContainerSide looks at the veth's other end inside the sandbox.
 func checkContainerSide(n *network, ep *dataplane.EndpointConfig, host netlink.Link) []string {
-	sbns, sh, err := openSandbox(ep.SandboxPath)
+	sbns, sh, err := sandbox.OpenHandle(ep.SandboxPath)
 	if err != nil {
 		return []string{err.Error()}
 	}

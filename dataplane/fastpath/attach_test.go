@@ -112,7 +112,7 @@ func TestEBPFTCFallback(t *testing.T) {
 	nstest.In(t, hostNS, func() {
 		e := loadEBPF(t, dir)
 		defer e.Forget()
-		e.forceTC = true
+		e.att.ForceTC = true
 		for range 2 {
 			if err := e.EndpointUp(n, ep, ifindex); err != nil {
 				t.Fatalf("EndpointUp: %+v", err)

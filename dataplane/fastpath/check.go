@@ -54,7 +54,7 @@ func (e *EBPF) CheckEndpoint(n *Network, ep *Endpoint, hostIfindex int) []string
 	} else if ii != wantIf {
 		ps = append(ps, fmt.Sprintf("eBPF anti-spoofing entry of ifindex %d differs from the endpoint's MAC/IP", hostIfindex))
 	}
-	if e.forceTC || e.tcxBroken {
+	if e.att.UseTC() {
 		return ps // clsact filters carry no link to check
 	}
 	res, err := link.QueryPrograms(link.QueryOptions{Target: hostIfindex, Attach: ebpf.AttachTCXIngress})

@@ -13,25 +13,22 @@ package fastpath
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 
-	"github.com/netd-dev/netd/dataplane/bpffs"
-
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/netd-dev/netd/dataplane/bpfattach"
+	"github.com/netd-dev/netd/dataplane/bpffs"
 )
 
 // Hook names reported in Attachment.
 const (
-	HookTCXIngress = "tcx-ingress"
-	HookTCIngress  = "tc-ingress"
+	HookTCXIngress = bpfattach.HookTCXIngress
+	HookTCIngress  = bpfattach.HookTCIngress
 )
 
 // Every pin under the pin dir starts with pinPrefix, so netd's pins are
@@ -45,7 +42,7 @@ const (
 )
 
 // ErrEBPFUnsupported says the kernel lacks what the fast path needs.
-var ErrEBPFUnsupported = errors.New("ebpf dataplane not supported by this kernel")
+var ErrEBPFUnsupported = bpffs.ErrUnsupported
 
 // EBPF is the eBPF fast path of the bridge driver: it owns the pinned maps,
 // the from_container program and one attachment per host-side veth.
@@ -53,15 +50,13 @@ type EBPF struct {
 	logger *slog.Logger
 	pinDir string
 
-	mu        sync.Mutex
-	prog      *ebpf.Program
-	progID    ebpf.ProgramID
-	maps      fastpathMaps         // every map of bpf/lib/maps.h, pinned by name
-	forceTC   bool                 // tests: behave as if TCX were missing
-	tcxBroken bool                 // TCX probed unsupported: use clsact
-	netNames  map[uint32]string    // network index -> name, for Status
-	eps       map[string]*epState  // host ifname -> endpoint
-	links     map[string]link.Link // host ifname -> pinned TCX link
+	mu       sync.Mutex
+	prog     *ebpf.Program
+	progID   ebpf.ProgramID
+	maps     fastpathMaps        // every map of bpf/lib/maps.h, pinned by name
+	netNames map[uint32]string   // network index -> name, for Status
+	eps      map[string]*epState // host ifname -> endpoint
+	att      bpfattach.Attacher  // host ifname -> pinned TCX link (or clsact filter)
 }
 
 // epState is what Status and EndpointDown need of an endpoint brought up.
@@ -74,44 +69,16 @@ type epState struct {
 	hook      string
 }
 
-// namedMap is one field of fastpathMaps with the ELF name it is loaded by.
-type namedMap struct {
-	name string
-	m    **ebpf.Map
-}
-
-// all lists the maps by the bpf2go struct tags: the one list of maps, so a
-// map added in C needs no Go change to be opened, migrated, bound and closed.
-func (fm *fastpathMaps) all() []namedMap {
-	v := reflect.ValueOf(fm).Elem()
-	out := make([]namedMap, 0, v.NumField())
-	for i := range v.NumField() {
-		name := v.Type().Field(i).Tag.Get("ebpf")
-		if p, ok := v.Field(i).Addr().Interface().(**ebpf.Map); ok && name != "" {
-			out = append(out, namedMap{name, p})
-		}
-	}
-	return out
-}
+// all lists the maps by their bpf2go tags (bpffs.MapsOf).
+func (fm *fastpathMaps) all() []bpffs.NamedMap { return bpffs.MapsOf(fm) }
 
 // NewEBPF loads (or adopts) the fast path pinned under pinDir, which must be on bpffs.
 func NewEBPF(pinDir string, logger *slog.Logger) (*EBPF, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if err := os.MkdirAll(pinDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create pin dir: %w", err)
-	}
-	onBPFFS, err := bpffs.IsBPFFS(pinDir)
-	if err != nil {
-		return nil, fmt.Errorf("stat pin dir: %w", err)
-	}
-	if !onBPFFS {
-		return nil, fmt.Errorf("pin dir %s is not on bpffs (mount -t bpf bpf /sys/fs/bpf): %w", pinDir, ErrEBPFUnsupported)
-	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	if err := bpffs.PrepareDir(pinDir); err != nil {
+		return nil, err
 	}
 
 	spec, err := loadFastpath()
@@ -127,7 +94,7 @@ func NewEBPF(pinDir string, logger *slog.Logger) (*EBPF, error) {
 		pinDir:   pinDir,
 		netNames: map[uint32]string{},
 		eps:      map[string]*epState{},
-		links:    map[string]link.Link{},
+		att:      bpfattach.New(filepath.Join(pinDir, linksDir), logger),
 	}
 	if err := e.adoptUnprefixedPins(); err != nil {
 		return nil, fmt.Errorf("adopt the pins of a previous netd build in %s (removing it and restarting the daemon re-attaches every endpoint afresh): %w", pinDir, err)
@@ -135,24 +102,10 @@ func NewEBPF(pinDir string, logger *slog.Logger) (*EBPF, error) {
 	if err := os.MkdirAll(filepath.Join(pinDir, linksDir), 0o700); err != nil {
 		return nil, fmt.Errorf("create link pin dir: %w", err)
 	}
-	migrated := false
-	for _, nm := range e.maps.all() {
-		ms, ok := spec.Maps[nm.name]
-		if !ok {
-			e.Close()
-			return nil, fmt.Errorf("open map %s: not in the eBPF object", nm.name)
-		}
-		ms.Pinning = ebpf.PinByName
-		m, err := ebpf.NewMapWithOptions(ms, ebpf.MapOptions{PinPath: pinDir})
-		if errors.Is(err, ebpf.ErrMapIncompatible) {
-			m, err = e.migrateMap(ms)
-			migrated = true
-		}
-		if err != nil {
-			e.Close()
-			return nil, fmt.Errorf("open map %s: %w", nm.name, err)
-		}
-		*nm.m = m
+	migrated, err := bpffs.OpenMaps(spec, pinDir, e.maps.all(), e.migrateMap)
+	if err != nil {
+		e.Close()
+		return nil, err
 	}
 
 	if err := e.loadProgram(spec, migrated); err != nil {
@@ -169,81 +122,32 @@ func (e *EBPF) loadProgram(spec *ebpf.CollectionSpec, forceReload bool) error {
 	pinPath := filepath.Join(e.pinDir, progPin)
 	if !forceReload {
 		if p, err := ebpf.LoadPinnedProgram(pinPath, nil); err == nil {
-			if e.sameProgram(ps, p) {
-				return e.setProgram(p)
+			// from_container binds every map of ours.
+			if bpffs.Adoptable(ps, p, e.maps.all(), true) {
+				id, err := bpffs.ProgramID(p, progName)
+				if err != nil {
+					return err
+				}
+				e.prog, e.progID = p, id
+				return nil
 			}
 			p.Close()
 		}
 	}
 
-	replace := map[string]*ebpf.Map{}
-	for _, nm := range e.maps.all() {
-		replace[nm.name] = *nm.m
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	coll, err := bpffs.LoadCollection(spec, e.maps.all(), "program "+progName)
 	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("load program %s: verifier: %+v", progName, ve)
-		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("load program %s: %w: %w", progName, ErrEBPFUnsupported, err)
-		}
-		return fmt.Errorf("load program %s: %w", progName, err)
+		return err
 	}
 	p := coll.DetachProgram(progName)
 	coll.Close()
-	if err := os.Remove(pinPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		p.Close()
-		return fmt.Errorf("unpin old program: %w", err)
-	}
-	if err := p.Pin(pinPath); err != nil {
-		p.Close()
-		return fmt.Errorf("pin program: %w", err)
-	}
-	if err := e.setProgram(p); err != nil {
+	id, err := bpffs.PinProgram(p, progName, pinPath)
+	if err != nil {
 		return err
 	}
+	e.prog, e.progID = p, id
 	e.logger.Info("loaded eBPF program", "program", progName, "id", e.progID)
 	return nil
-}
-
-func (e *EBPF) setProgram(p *ebpf.Program) error {
-	info, err := p.Info()
-	if err != nil {
-		p.Close()
-		return fmt.Errorf("program info: %w", err)
-	}
-	id, _ := info.ID()
-	e.prog, e.progID = p, id
-	return nil
-}
-
-// sameProgram: same bytecode (kernel tag) and bound to the maps we just opened.
-func (e *EBPF) sameProgram(ps *ebpf.ProgramSpec, p *ebpf.Program) bool {
-	info, err := p.Info()
-	if err != nil || ps.Compatible(info) != nil {
-		return false
-	}
-	ids, ok := info.MapIDs()
-	if !ok {
-		return false
-	}
-	have := map[ebpf.MapID]bool{}
-	for _, id := range ids {
-		have[id] = true
-	}
-	for _, nm := range e.maps.all() {
-		mi, err := (*nm.m).Info()
-		if err != nil {
-			return false
-		}
-		id, _ := mi.ID()
-		if !have[id] {
-			return false
-		}
-	}
-	return true
 }
 
 // ProgramID is the kernel ID of the from_container program in use.
@@ -261,25 +165,14 @@ func (e *EBPF) PinDir() string { return e.pinDir }
 func (e *EBPF) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var errs []error
-	for name, l := range e.links {
-		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close link of %s: %w", name, err))
-		}
-	}
-	e.links = map[string]link.Link{}
+	errs := e.att.CloseLinks()
 	if e.prog != nil {
 		if err := e.prog.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close program: %w", err))
 		}
 	}
 	e.prog = nil
-	for _, nm := range e.maps.all() {
-		if err := (*nm.m).Close(); err != nil { // Close of a nil map is a no-op
-			errs = append(errs, fmt.Errorf("close map %s: %w", nm.name, err))
-		}
-		*nm.m = nil
-	}
+	errs = append(errs, bpffs.CloseMaps(e.maps.all())...)
 	return errors.Join(errs...)
 }
 

@@ -26,7 +26,7 @@ func (e *EBPF) unprefixedPins() map[string]string {
 		strings.TrimPrefix(linksDir, pinPrefix): linksDir,
 	}
 	for _, nm := range e.maps.all() {
-		pins[strings.TrimPrefix(nm.name, pinPrefix)] = nm.name
+		pins[strings.TrimPrefix(nm.Name, pinPrefix)] = nm.Name
 	}
 	return pins
 }

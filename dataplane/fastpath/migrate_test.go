@@ -223,7 +223,7 @@ func TestEBPFAdoptPreviousBuild(t *testing.T) {
 
 		want := map[string]bool{progPin: true, linksDir: true}
 		for _, nm := range e.maps.all() {
-			want[nm.name] = true
+			want[nm.Name] = true
 		}
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -243,7 +243,7 @@ func TestEBPFAdoptPreviousBuild(t *testing.T) {
 		if got := tcxPrograms(t, veth); len(got) != 1 || got[0] != prev.program {
 			t.Errorf("after NewEBPF: programs %v on the veth, want the old [%d]", got, prev.program)
 		}
-		pinned, err := link.LoadPinnedLink(e.linkPin("ndtest2"), nil)
+		pinned, err := link.LoadPinnedLink(e.att.Pin("ndtest2"), nil)
 		if err != nil {
 			t.Fatalf("link pin not adopted: %v", err)
 		}

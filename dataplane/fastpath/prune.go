@@ -45,7 +45,7 @@ func (e *EBPF) Prune(keep map[string]int) error {
 		if _, kept := keep[ent.Name()]; kept {
 			continue
 		}
-		pin := e.linkPin(ent.Name())
+		pin := e.att.Pin(ent.Name())
 		l, err := link.LoadPinnedLink(pin, nil)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("load stale link pin %s: %w", pin, err))

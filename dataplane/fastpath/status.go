@@ -70,14 +70,14 @@ func (e *EBPF) Status() (Status, error) {
 			Program:   progName,
 			ProgramID: uint32(e.progID),
 		}
-		if l := e.links[name]; l != nil {
+		if l := e.att.Links[name]; l != nil {
 			info, err := l.Info()
 			if err != nil {
 				return st, fmt.Errorf("link info of %s: %w", name, err)
 			}
 			pa.LinkID = uint32(info.ID)
 			pa.ProgramID = uint32(info.Program)
-			pa.Pinned = e.linkPin(name)
+			pa.Pinned = e.att.Pin(name)
 		}
 		st.Programs = append(st.Programs, pa)
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/dataplane/nlutil"
+	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
 // Check implements dataplane.Checker: for every network its parent (there,
@@ -118,7 +119,7 @@ func (d *Driver) checkShim(n *network, parent, l netlink.Link) []string {
 
 // checkEndpoint looks at the endpoint's macvlan in its sandbox.
 func checkEndpoint(n *network, ep *dataplane.EndpointConfig, parent netlink.Link) []string {
-	sbns, sh, err := openSandbox(ep.SandboxPath)
+	sbns, sh, err := sandbox.OpenHandle(ep.SandboxPath)
 	if err != nil {
 		return []string{err.Error()}
 	}

@@ -13,7 +13,6 @@
 package macvlan
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	"github.com/netd-dev/netd/api/errdefs"
 	"github.com/netd-dev/netd/api/stringid"
 	"github.com/netd-dev/netd/dataplane"
+	"github.com/netd-dev/netd/dataplane/internal/ifcfg"
 	"github.com/netd-dev/netd/dataplane/nlutil"
 	"github.com/netd-dev/netd/dataplane/sandbox"
 )
@@ -90,14 +90,9 @@ type network struct {
 
 // New opens the calling thread's netns and returns a driver working in it.
 func New(cfg Config) (*Driver, error) {
-	ns, err := netns.Get()
+	ns, h, err := sandbox.OpenHostHandle()
 	if err != nil {
-		return nil, fmt.Errorf("open host netns: %w", err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		return nil, fmt.Errorf("open netlink handle: %w", err)
+		return nil, err
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -426,20 +421,6 @@ func (d *Driver) deleteMarked(name, alias string) error {
 // endpointAlias marks ep's macvlan link.
 func endpointAlias(ep *dataplane.EndpointConfig) string { return EndpointAliasPrefix + ep.ID }
 
-// openSandbox opens the sandbox netns and a netlink handle in it.
-func openSandbox(path string) (netns.NsHandle, *netlink.Handle, error) {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return ns, nil, fmt.Errorf("open sandbox %s: %w", path, err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		ns.Close()
-		return ns, nil, fmt.Errorf("netlink handle in %s: %w", path, err)
-	}
-	return ns, h, nil
-}
-
 // joined returns ep's link in the sandbox if Join already moved it there.
 func joined(sh *netlink.Handle, ep *dataplane.EndpointConfig) (netlink.Link, error) {
 	l, err := nlutil.LinkByNameOpt(sh, ep.IfName)
@@ -465,7 +446,7 @@ func (d *Driver) CreateEndpoint(ctx context.Context, cfg *dataplane.NetworkConfi
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if ep.SandboxPath != "" {
-		sbns, sh, err := openSandbox(ep.SandboxPath)
+		sbns, sh, err := sandbox.OpenHandle(ep.SandboxPath)
 		if err == nil {
 			l, jerr := joined(sh, ep)
 			sh.Close()
@@ -521,7 +502,7 @@ func (d *Driver) Join(ctx context.Context, cfg *dataplane.NetworkConfig, ep *dat
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	sbns, sh, err := openSandbox(ep.SandboxPath)
+	sbns, sh, err := sandbox.OpenHandle(ep.SandboxPath)
 	if err != nil {
 		return err
 	}
@@ -574,61 +555,20 @@ func (d *Driver) moveIntoSandbox(sh *netlink.Handle, sbns netns.NsHandle, ep *da
 // configure sets IPv6 off (IPv4-only networks, as Docker), MAC, address,
 // up and the default route (none on a network without a way out).
 func configure(sh *netlink.Handle, l netlink.Link, n *network, ep *dataplane.EndpointConfig) error {
-	if !ep.Addr.Addr().Is6() {
-		if err := disableIPv6(ep.SandboxPath, l.Attrs().Name); err != nil {
-			return err
-		}
-	}
-	if len(ep.MAC) > 0 && !bytes.Equal(l.Attrs().HardwareAddr, ep.MAC) {
-		if err := sh.LinkSetDown(l); err != nil {
-			return fmt.Errorf("set down: %w", err)
-		}
-		if err := sh.LinkSetHardwareAddr(l, ep.MAC); err != nil {
-			return fmt.Errorf("set MAC %s: %w", ep.MAC, err)
-		}
-	}
-	if ep.Addr.IsValid() {
-		if err := sh.AddrAdd(l, &netlink.Addr{IPNet: nlutil.PrefixToIPNet(ep.Addr)}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("add address %s: %w", ep.Addr, err)
-		}
-	}
-	if err := sh.LinkSetUp(l); err != nil {
-		return fmt.Errorf("set up: %w", err)
-	}
-	if wantsDefaultRoute(n, ep) {
-		r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: nlutil.PrefixToIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: ep.Gateway.AsSlice()}
-		if err := sh.RouteReplace(r); err != nil {
-			return fmt.Errorf("add default route via %s: %w", ep.Gateway, err)
-		}
-	}
-	return nil
+	return ifcfg.Apply(sh, l, ifcfg.Config{
+		SandboxPath:  ep.SandboxPath,
+		DisableIPv6:  !ep.Addr.Addr().Is6(),
+		MAC:          ep.MAC,
+		Addr:         ep.Addr,
+		DefaultRoute: wantsDefaultRoute(n, ep),
+		Gateway:      ep.Gateway,
+	})
 }
 
 // wantsDefaultRoute: a network without a parent has no way out (Docker
 // makes it internal), so its gateway is nobody.
 func wantsDefaultRoute(n *network, ep *dataplane.EndpointConfig) bool {
 	return ep.DefaultGW && ep.Gateway.IsValid() && !n.Dummy && !n.Internal
-}
-
-// disableIPv6 turns IPv6 off on ifname in the netns at nsPath.
-func disableIPv6(nsPath, ifname string) error {
-	path := "/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"
-	return sandbox.DoPath(nsPath, func() error {
-		cur, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		if bytes.Equal(bytes.TrimSpace(cur), []byte("1")) {
-			return nil
-		}
-		if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("disable IPv6 on %s: %w", ifname, err)
-		}
-		return nil
-	})
 }
 
 // Leave implements dataplane.Driver: it deletes the endpoint's macvlan.
@@ -638,7 +578,7 @@ func (d *Driver) Leave(ctx context.Context, cfg *dataplane.NetworkConfig, ep *da
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	sbns, sh, err := openSandbox(ep.SandboxPath)
+	sbns, sh, err := sandbox.OpenHandle(ep.SandboxPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return d.deleteHostSide(ep) // the sandbox is gone, and its links with it

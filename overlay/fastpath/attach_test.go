@@ -27,7 +27,7 @@ func TestAttachClsactFallback(t *testing.T) {
 	requireTools(t, "tc")
 	host, ifname, ifindex := attachVeth(t)
 	o := newTestOverlay(t)
-	o.forceTC = true
+	o.att.ForceTC = true
 	in := func(fn func() error) {
 		t.Helper()
 		if err := sandbox.DoPath(host.path, fn); err != nil {
@@ -66,7 +66,7 @@ func TestAttachTCXDetach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin := o.linkPin(ifname)
+	pin := o.att.Pin(ifname)
 	if _, err := os.Stat(pin); err != nil {
 		t.Fatalf("link not pinned: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestReloadMovesAttachments(t *testing.T) {
 		}
 	}
 	attach(o)
-	info, err := o.links[ifname].Info()
+	info, err := o.att.Links[ifname].Info()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestReloadMovesAttachments(t *testing.T) {
 		t.Fatalf("the foreign pinned program was adopted")
 	}
 	attach(o)
-	info, err = o.links[ifname].Info()
+	info, err = o.att.Links[ifname].Info()
 	if err != nil {
 		t.Fatal(err)
 	}

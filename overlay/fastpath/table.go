@@ -188,12 +188,12 @@ func (o *Overlay) Attachments() ([]Attachment, error) {
 	var errs []error
 	for name, st := range o.attached {
 		a := Attachment{Interface: name, Ifindex: st.ifindex, Hook: st.hook, Program: st.prog, ProgramID: uint32(o.progIDs[st.prog])}
-		if l := o.links[name]; l != nil {
+		if l := o.att.Links[name]; l != nil {
 			info, err := l.Info()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("link info of %s: %w", name, err))
 			} else {
-				a.LinkID, a.ProgramID, a.Pinned = uint32(info.ID), uint32(info.Program), o.linkPin(name)
+				a.LinkID, a.ProgramID, a.Pinned = uint32(info.ID), uint32(info.Program), o.att.Pin(name)
 			}
 		}
 		out = append(out, a)

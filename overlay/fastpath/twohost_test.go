@@ -210,7 +210,7 @@ func (e *ebpfHost) linkIDs(t *testing.T) [2]uint32 {
 	t.Helper()
 	var ids [2]uint32
 	for i, x := range []struct{ ifname, prog string }{{tVXLAN, ProgFromTunnel}, {e.ctr.hostIf, ProgFromContainer}} {
-		l := e.o.links[x.ifname]
+		l := e.o.att.Links[x.ifname]
 		if l == nil {
 			t.Fatalf("%s: no TCX link on %s", e.name, x.ifname)
 		}
