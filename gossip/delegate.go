@@ -43,7 +43,14 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	case msgSnapshot:
 		var sn snapshot
 		if err = decode(t, body, &sn); err == nil {
-			c.store.applySnapshot(sn)
+			// What a pull brought is new to others too (an entry written
+			// before its owner joined reached only the join peer): relayed
+			// like gossiped entries, behind this node's own writes.
+			for _, e := range c.store.applySnapshot(sn) {
+				if berr := c.broadcast(c.relay, e); berr != nil {
+					err = berr
+				}
+			}
 		}
 	case msgLeave:
 		var li leaveIntent

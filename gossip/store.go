@@ -247,9 +247,9 @@ func (s *store) merge(entries []Entry) (fresh []Entry, aboutSelf bool) {
 
 // applySnapshot merges a snapshot; a full one also drops rows of the owner
 // that the sender no longer has.
-func (s *store) applySnapshot(sn snapshot) {
+func (s *store) applySnapshot(sn snapshot) (fresh []Entry) {
 	if sn.Owner == s.self {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -270,7 +270,9 @@ func (s *store) applySnapshot(sn snapshot) {
 			continue // a snapshot speaks for one owner only
 		}
 		in[rowKey{e.Table, e.Key}] = true
-		s.applyLocked(o, e, &evs, reason)
+		if s.applyLocked(o, e, &evs, reason) {
+			fresh = append(fresh, e)
+		}
 	}
 	if authoritative {
 		for k, r := range o.rows {
@@ -285,6 +287,7 @@ func (s *store) applySnapshot(sn snapshot) {
 		o.max = max(o.max, sn.Max)
 	}
 	s.emit(evs)
+	return fresh
 }
 
 // tombstoneLocked turns a live row into a tombstone at its own version (the
