@@ -19,10 +19,12 @@ import (
 	"github.com/netd-dev/netd/tools/lab"
 )
 
-// clusterLab is lab hosts on an underlay switch, each daemon joined to the
-// first host's, all with one gossip key.
+// clusterLab is a tools/lab Cluster (hosts on an underlay switch, each
+// daemon joined to the first host's, all with one gossip key) with the
+// test's checks around it.
 type clusterLab struct {
 	l     *lab.Lab
+	c     *lab.Cluster
 	ul    *lab.Underlay
 	hosts []*lab.Host
 	key   string // key file path
@@ -41,27 +43,35 @@ func newKeyFile(t *testing.T, dir, name string) string {
 	return p
 }
 
-func newClusterLab(t *testing.T, n int) *clusterLab {
+// newClusterLab builds n hosts on the kernel dataplane (extra daemon flags
+// after it, e.g. --dataplane ebpf).
+func newClusterLab(t *testing.T, n int, extra ...string) *clusterLab {
+	t.Helper()
+	return buildClusterLab(t, n, nil, extra...)
+}
+
+// buildClusterLab is newClusterLab with prepare run on each host before its
+// daemon starts (after the NAT interface every host gets).
+func buildClusterLab(t *testing.T, n int, prepare func(c *lab.Cluster, h *lab.Host) error, extra ...string) *clusterLab {
 	t.Helper()
 	l := newLab(t)
-	ul, err := l.Underlay()
+	c, err := l.Cluster(n, lab.ClusterOptions{
+		Args: append([]string{"--dataplane", api.DataplaneKernel}, extra...),
+		// Every third host gives no --advertise-addr: it must find its
+		// underlay address from the route to the peer it joins, not from
+		// its default route.
+		DeriveAddr: func(i int) bool { return i%3 == 2 },
+		Prepare: func(c *lab.Cluster, h *lab.Host) error {
+			if err := addNAT(h); err != nil || prepare == nil {
+				return err
+			}
+			return prepare(c, h)
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &clusterLab{l: l, ul: ul, key: newKeyFile(t, l.Dir, "gossip.key")}
-	for i := 1; i <= n; i++ {
-		h := l.MustHost(fmt.Sprintf("h%d", i))
-		if _, err := ul.Attach(h); err != nil {
-			t.Fatal(err)
-		}
-		cl.hosts = append(cl.hosts, h)
-	}
-	for _, h := range cl.hosts {
-		addNAT(t, h)
-		if err := h.StartDaemon(cl.args(h)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cl := &clusterLab{l: l, c: c, ul: c.Underlay, hosts: c.Hosts, key: c.KeyFile}
 	cl.waitAgree(t, 60*time.Second, cl.hosts, nil)
 	// Everyone is listed at its underlay address, also the hosts that
 	// derived it and have a NAT default route.
@@ -74,27 +84,15 @@ func newClusterLab(t *testing.T, n int) *clusterLab {
 	return cl
 }
 
-// args are the daemon flags of h: its underlay address, the first host to
-// join (the first host joins no one) and the key.
-//
-// Every third host gives no --advertise-addr: it must find its underlay
-// address from the route to the peer it joins, not from its default route.
-func (cl *clusterLab) args(h *lab.Host, extra ...string) []string {
-	args := []string{"--dataplane", api.DataplaneKernel, "--gossip-key-file", cl.key}
-	i := slices.Index(cl.hosts, h)
-	if i == 0 || i%3 != 2 {
-		args = append(args, "--advertise-addr", cl.ul.Addr(h).String())
-	}
-	if i != 0 {
-		args = append(args, "--join", cl.ul.Addr(cl.hosts[0]).String())
-	}
-	return append(args, extra...)
+// args are the daemon flags h was started with (a restart with them
+// rejoins it).
+func (cl *clusterLab) args(h *lab.Host) []string {
+	return cl.c.DaemonArgs(slices.Index(cl.hosts, h))
 }
 
 // addNAT gives h a second interface with Vagrant's NAT address and the
 // default route through it, as every Vagrant VM has.
-func addNAT(t *testing.T, h *lab.Host) {
-	t.Helper()
+func addNAT(h *lab.Host) error {
 	for _, c := range [][]string{
 		{"ip", "link", "add", "nat0", "type", "veth", "peer", "name", "nat1"},
 		{"ip", "addr", "add", "10.0.2.15/24", "dev", "nat0"},
@@ -103,9 +101,10 @@ func addNAT(t *testing.T, h *lab.Host) {
 		{"ip", "route", "add", "default", "via", "10.0.2.2", "dev", "nat0"},
 	} {
 		if _, errOut, code := h.Run(c[0], c[1:]...); code != 0 {
-			t.Fatalf("%v in %s: %s", c, h.Node, errOut)
+			return fmt.Errorf("%v in %s: %s", c, h.Node, errOut)
 		}
 	}
+	return nil
 }
 
 // nodes is `netd node ls` of h as name → "state endpoints".
@@ -279,29 +278,14 @@ func TestClusterPartitionHeals(t *testing.T) {
 
 func TestClusterLossAndJitter(t *testing.T) {
 	t.Parallel()
-	l := newLab(t)
-	ul, err := l.Underlay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &clusterLab{l: l, ul: ul, key: newKeyFile(t, l.Dir, "gossip.key")}
-	for i := 1; i <= 3; i++ {
-		h := l.MustHost(fmt.Sprintf("h%d", i))
-		if _, err := ul.Attach(h); err != nil {
-			t.Fatal(err)
-		}
-		// 10 % loss and 100 ms ± 100 ms on every host's port, both ways
-		// through the switch.
-		if err := ul.Impair(h, lab.Impairment{Loss: 0.1, Delay: 100 * time.Millisecond, Jitter: 100 * time.Millisecond}); err != nil {
-			t.Fatal(err)
-		}
-		cl.hosts = append(cl.hosts, h)
-	}
 	start := time.Now()
+	cl := buildClusterLab(t, 3, func(c *lab.Cluster, h *lab.Host) error {
+		// 10 % loss and 100 ms ± 100 ms on every host's port (the frames
+		// the switch sends to it), before its daemon starts.
+		return c.Underlay.Impair(h, lab.Impairment{Loss: 0.1, Delay: 100 * time.Millisecond, Jitter: 100 * time.Millisecond})
+	})
+	t.Logf("timing: with 10%% loss and 100±100 ms, 3 hosts joined and agreeing %v after the first start", time.Since(start))
 	for _, h := range cl.hosts {
-		if err := h.StartDaemon(cl.args(h)...); err != nil {
-			t.Fatal(err)
-		}
 		ok(t, h, "container", "create", "ct")
 	}
 	eps := map[string]int{}
@@ -309,7 +293,7 @@ func TestClusterLossAndJitter(t *testing.T) {
 		eps[h.Node] = 1
 	}
 	d := cl.waitAgree(t, 60*time.Second, cl.hosts, alive(cl.hosts, eps))
-	t.Logf("timing: with 10%% loss and 100±100 ms, 3 hosts and their endpoints converged %v after the last start (%v since the first)", d, time.Since(start))
+	t.Logf("timing: with 10%% loss and 100±100 ms, their endpoints converged %v after the last container create (%v since the first start)", d, time.Since(start))
 }
 
 func TestClusterTenHosts(t *testing.T) {

@@ -116,33 +116,6 @@ func forEachOverlayKDataplane(t *testing.T, f func(t *testing.T, dp overlayKData
 	}
 }
 
-// newOverlayKLab is newClusterLab with extra daemon flags on every host:
-// n hosts on an underlay switch, joined to the first, agreeing.
-func newOverlayKLab(t *testing.T, n int, extra ...string) *clusterLab {
-	t.Helper()
-	l := newLab(t)
-	ul, err := l.Underlay()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &clusterLab{l: l, ul: ul, key: newKeyFile(t, l.Dir, "gossip.key")}
-	for i := 1; i <= n; i++ {
-		h := l.MustHost(fmt.Sprintf("h%d", i))
-		if _, err := ul.Attach(h); err != nil {
-			t.Fatal(err)
-		}
-		cl.hosts = append(cl.hosts, h)
-	}
-	for _, h := range cl.hosts {
-		addNAT(t, h)
-		if err := h.StartDaemon(cl.args(h, extra...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl.waitAgree(t, 60*time.Second, cl.hosts, nil)
-	return cl
-}
-
 // vxDevice is the name of a network's VXLAN device on every host.
 func vxDevice(netID string) string { return "vx-" + netID[:12] }
 
@@ -731,7 +704,7 @@ func pingDF(h *lab.Host, ctr, addr string, size int) (string, int) {
 func TestOverlayKMTU(t *testing.T) {
 	t.Parallel()
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 2, dp.args...)
+		cl := newClusterLab(t, 2, dp.args...)
 		h1, h2 := cl.hosts[0], cl.hosts[1]
 		underlay := mtuOf(t, h1, "", "ul0")
 		if u2 := mtuOf(t, h2, "", "ul0"); u2 != underlay {
@@ -785,7 +758,7 @@ func TestOverlayKIperf(t *testing.T) {
 		t.Skip("iperf3 is not installed (make deps installs it)")
 	}
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 2, dp.args...)
+		cl := newClusterLab(t, 2, dp.args...)
 		h1, h2 := cl.hosts[0], cl.hosts[1]
 		createOverlay(t, cl, "ovperf")
 		c1 := createOvCtr(t, cl, h1, "c1", "ovperf")
@@ -854,7 +827,7 @@ func TestOverlayKIperf(t *testing.T) {
 func TestOverlayKHostFailure(t *testing.T) {
 	t.Parallel()
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 3, dp.args...)
+		cl := newClusterLab(t, 3, dp.args...)
 		h1, h2, h3 := cl.hosts[0], cl.hosts[1], cl.hosts[2]
 		id := createOverlay(t, cl, "ovfail")
 		c1 := createOvCtr(t, cl, h1, "c1", "ovfail")
@@ -897,7 +870,7 @@ func TestOverlayKHostFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		start = time.Now()
-		if err := h3.StartDaemon(cl.args(h3, dp.args...)...); err != nil {
+		if err := h3.StartDaemon(cl.args(h3)...); err != nil {
 			t.Fatal(err)
 		}
 		if dp.entries != nil {
@@ -920,7 +893,7 @@ func TestOverlayKPartition(t *testing.T) {
 	t.Parallel()
 	const cut = 15 * time.Second // longer than failure detection (about 5 s)
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 3, dp.args...)
+		cl := newClusterLab(t, 3, dp.args...)
 		h1, h2, h3 := cl.hosts[0], cl.hosts[1], cl.hosts[2]
 		id := createOverlay(t, cl, "ovpart")
 		c1 := createOvCtr(t, cl, h1, "c1", "ovpart")
@@ -985,7 +958,7 @@ func TestOverlayKWire(t *testing.T) {
 		t.Skip("tshark is not installed: apt-get install tshark (make deps installs it)")
 	}
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 2, dp.args...)
+		cl := newClusterLab(t, 2, dp.args...)
 		h1, h2 := cl.hosts[0], cl.hosts[1]
 		createOverlay(t, cl, "ovwire")
 		// A second network, so that the VNI checked is not simply the first one.
@@ -1138,7 +1111,7 @@ func TestOverlayKConsistency(t *testing.T) {
 		if dp.entries == nil || len(dp.tampers) == 0 {
 			t.Skipf("no way to read or tamper with %s tunnel entries here yet", dp.name)
 		}
-		cl := newOverlayKLab(t, 2, dp.args...)
+		cl := newClusterLab(t, 2, dp.args...)
 		h1, h2 := cl.hosts[0], cl.hosts[1]
 		id := createOverlay(t, cl, "ovcheck")
 		c1 := createOvCtr(t, cl, h1, "c1", "ovcheck")
@@ -1235,7 +1208,7 @@ func sameNetLs(t *testing.T, what string, before, after map[string]string) {
 func TestOverlayKBadInput(t *testing.T) {
 	t.Parallel()
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 2, dp.args...)
+		cl := newClusterLab(t, 2, dp.args...)
 		h1, h2 := cl.hosts[0], cl.hosts[1]
 		lone := startHost(t, cl.l, "lone", dp.args...)
 		all := []*lab.Host{h1, h2, lone}
@@ -1346,7 +1319,7 @@ func TestOverlayKControlPlane(t *testing.T) {
 	t.Parallel()
 	const n = 20
 	forEachOverlayKDataplane(t, func(t *testing.T, dp overlayKDataplane) {
-		cl := newOverlayKLab(t, 3, dp.args...)
+		cl := newClusterLab(t, 3, dp.args...)
 		h1, h2 := cl.hosts[0], cl.hosts[1]
 		id := createOverlay(t, cl, "ovcp")
 		pinger := createOvCtr(t, cl, h2, "pinger", "ovcp")

@@ -31,8 +31,9 @@ type ClusterOptions struct {
 	// route to the host it joins). Host 0 joins no one, so it always has one.
 	DeriveAddr func(i int) bool
 	// Prepare, if set, runs on each host after it is plugged into the
-	// underlay and before its daemon starts (a second interface, a route).
-	Prepare func(i int, h *Host) error
+	// underlay and before its daemon starts (a second interface, a route,
+	// an impairment of its port on c.Underlay).
+	Prepare func(c *Cluster, h *Host) error
 	// Timeout bounds the wait for agreement; 0 means ClusterTimeout.
 	Timeout time.Duration
 }
@@ -75,7 +76,7 @@ func (l *Lab) Cluster(n int, opts ClusterOptions) (*Cluster, error) {
 		}
 		c.Hosts = append(c.Hosts, h)
 		if opts.Prepare != nil {
-			if err := opts.Prepare(i-1, h); err != nil {
+			if err := opts.Prepare(c, h); err != nil {
 				return nil, fmt.Errorf("prepare %s: %w", h.Node, err)
 			}
 		}

@@ -23,7 +23,7 @@ func TestCluster(t *testing.T) {
 		Args:       []string{"--dataplane", "kernel"},
 		HostArgs:   func(i int) []string { return []string{"--vxlan-port", "4789"} },
 		DeriveAddr: func(i int) bool { return i == 2 },
-		Prepare:    func(i int, h *Host) error { prepared++; return nil },
+		Prepare:    func(c *Cluster, h *Host) error { prepared++; return nil },
 		Timeout:    30 * time.Second,
 	})
 	if err != nil {
