@@ -14,14 +14,14 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything the build, the tests and the benchmark need from the distribution.
 DEPS_PKGS := clang llvm libbpf-dev bpftool iproute2 bridge-utils iperf3 sockperf \
              tcpdump tshark nftables iputils-ping netcat-openbsd util-linux \
-             docker.io busybox-static dnsutils
+             docker.io busybox-static dnsutils ethtool
 # Units Debian's docker.io (and the containerd it pulls in) enable on install; the bench
 # runs its own dockerd in a namespace, so deps disables them again (docker-units-off).
 DOCKER_UNITS ?= docker.service docker.socket containerd.service
 
 UNIT_PKGS    = $$($(GO) list ./... | grep -v /tools/e2e)
 GENERATED    = dataplane/fastpath/*_bpfel.go dataplane/fastpath/*_bpfel.o overlay/fastpath/*_bpfel.go overlay/fastpath/*_bpfel.o
-GEN_PKGS     = ./dataplane/fastpath/ ./overlay/fastpath/
+GEN_PKGS     = ./dataplane/fastpath/ ./dataplane/publish/ ./overlay/fastpath/
 FUZZ_TIME   ?= 20s
 E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=

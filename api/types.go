@@ -195,11 +195,27 @@ type ContainerCreateRequest struct {
 	Name     string                    `json:"Name"`
 	Networks []ContainerNetworkRequest `json:"Networks,omitempty"`
 	Labels   map[string]string         `json:"Labels,omitempty"`
+	// PortBindings are the -p options, Docker's HostConfig.PortBindings:
+	// keyed by "PORT/PROTO" of the container; an empty HostPort asks for
+	// one from the ephemeral range, an empty HostIp for the network's
+	// default host address (0.0.0.0 unless host_binding_ipv4 says otherwise).
+	PortBindings PortMap `json:"PortBindings,omitempty"`
 }
+
+// PortBinding is one host address and port a container port is published
+// on (Docker's nat.PortBinding).
+type PortBinding struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string `json:"HostPort"`
+}
+
+// PortMap is Docker's nat.PortMap: "80/tcp" -> its host bindings.
+type PortMap map[string][]PortBinding
 
 // ContainerCreateResponse carries the new container's full ID.
 type ContainerCreateResponse struct {
-	ID string `json:"Id"`
+	ID       string   `json:"Id"`
+	Warnings []string `json:"Warnings,omitempty"`
 }
 
 // ContainerEndpoint is one attachment of a container (Docker's
@@ -221,6 +237,15 @@ type NetworkSettings struct {
 	SandboxID  string                       `json:"SandboxID"`
 	SandboxKey string                       `json:"SandboxKey"` // path of the netns, e.g. /run/netns/node1-web
 	Networks   map[string]ContainerEndpoint `json:"Networks"`   // keyed by network name
+	// Ports are the published ports as bound (host ports allocated),
+	// Docker's NetworkSettings.Ports.
+	Ports PortMap `json:"Ports"`
+}
+
+// HostConfig is the part of Docker's HostConfig netd has: the port
+// bindings as requested.
+type HostConfig struct {
+	PortBindings PortMap `json:"PortBindings"`
 }
 
 // Container is a sandbox: a named network namespace with its attachments.
@@ -230,6 +255,7 @@ type Container struct {
 	Created         time.Time         `json:"Created"`
 	Labels          map[string]string `json:"Labels"`
 	NetworkSettings NetworkSettings   `json:"NetworkSettings"`
+	HostConfig      HostConfig        `json:"HostConfig"`
 	// DNS is the embedded DNS server of a container on a user-defined
 	// network (netd's own field; absent otherwise).
 	DNS *ContainerDNS `json:"DNS,omitempty"`

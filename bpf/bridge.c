@@ -13,6 +13,7 @@
 #include "counters.h"
 #include "endpoint.h"
 #include "policy.h"
+#include "publish_reply.h"
 
 /* Keeps enum drop_reason in BTF so bpf2go can generate it for Go. */
 const enum drop_reason *unused_drop_reason __attribute__((unused));
@@ -81,9 +82,15 @@ int from_container(struct __sk_buff *skb)
 	net = network_lookup(self->net_index);
 	dst = endpoint_lookup(self->net_index, eth->h_dest);
 	if (!dst || dst->ifindex == ifindex || !net) {
-		/* Gateway, unknown or hairpin: the bridge decides, within the policy. */
-		if (is_ipv4)
+		/* Gateway, unknown or hairpin: the bridge decides, within the policy;
+		 * a published port's traffic first (bpf/lib/publish_reply.h). */
+		if (is_ipv4) {
+			int ret = tagged ? -1 : publish_from_container(skb);
+
+			if (ret >= 0)
+				return ret;
 			return ipv4_policy(ifindex, self, net, daddr);
+		}
 		return pass_slow(ifindex);
 	}
 

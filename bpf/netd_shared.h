@@ -157,4 +157,107 @@ struct ov_tunnel_counters {
 	__u64 drops[DROP_REASON_MAX];
 };
 
+
+/* Port publishing (bpf/publish.c, bpf/lib/nat.h). */
+#define NETD_MAX_PUBLISHED 65536  /* published host ports */
+#define NETD_MAX_NAT 262144       /* translated flows, two entries each */
+#define NETD_MAX_FRAGS 8192       /* datagrams in flight as fragments */
+#define NETD_MAX_LOCAL_ADDRS 256  /* addresses of the host (wildcard bindings) */
+#define NETD_MAX_SOCK_REV 65536   /* host sockets connected to a published port */
+
+/* A published host port: addr 0 is every address of the host. */
+struct pub_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+/* Where a published port leads: the container and how to reach it. */
+struct pub_target {
+	__be32 addr;      /* container address */
+	__be16 port;      /* container port */
+	__u16 pad;
+	__u32 ifindex;    /* host side of the container's veth */
+	__be32 gateway;   /* the bridge's address: source of container-to-published flows */
+	__u8 mac[6];      /* container MAC */
+	__u8 gw_mac[6];   /* bridge MAC */
+};
+
+/* Where a flow's packet was seen: uplink ingress, or sent by a container. */
+#define NAT_ZONE_UPLINK 1
+#define NAT_ZONE_CONTAINER 2
+
+/* nat_entry.flags */
+#define NAT_F_PEER (1U << 0)  /* deliver with bpf_redirect_peer (into a container) */
+#define NAT_F_REPLY (1U << 1) /* the reply direction of the flow */
+#define NAT_F_SEEN_REPLY (1U << 2)
+#define NAT_F_CLOSING (1U << 3) /* FIN or RST seen */
+
+/* A packet's 5-tuple as seen in a zone. */
+struct nat_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 zone;
+	__u16 pad;
+};
+
+/* How to rewrite a packet of the flow, and where it goes. */
+struct nat_entry {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u32 ifindex;  /* redirect target */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u32 flags;
+	__u64 last_seen; /* bpf_ktime_get_ns; GC from Go */
+};
+
+/* The later fragments of a datagram whose first fragment was translated. */
+struct frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 zone;
+};
+
+/* A host socket whose connect/sendmsg went to a container for a published port. */
+struct sock_rev_key {
+	__u64 cookie;
+	__be32 addr;  /* container address */
+	__be16 port;  /* container port */
+	__u16 pad;
+};
+
+struct sock_rev_val {
+	__be32 addr;  /* the address the program used */
+	__be16 port;
+	__u16 pad;
+};
+
+/* The one entry of the publish config map. */
+struct pub_config {
+	__u64 netns_cookie; /* the daemon's netns: socket hooks act there only */
+};
+
+/* Per-CPU totals of the publishing programs. */
+struct pub_counters {
+	__u64 dnat_pkts;      /* to a published port, translated and delivered */
+	__u64 reply_pkts;     /* replies translated back */
+	__u64 icmp_pkts;      /* ICMP errors of translated flows, translated */
+	__u64 frag_pkts;      /* later fragments translated */
+	__u64 hairpin_pkts;   /* container to a published port of the host */
+	__u64 sock_connects;  /* host sockets sent to a container */
+	__u64 loopback_drops; /* from outside to 127.0.0.0/8 */
+	__u64 frag_misses;    /* later fragment with no first: left to the stack */
+	__u64 xdp_pkts;       /* translated by the XDP program */
+	__u64 nat_full;       /* flow not recorded: the table refused it */
+};
+
 #endif /* NETD_SHARED_H */

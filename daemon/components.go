@@ -22,6 +22,7 @@ import (
 	"github.com/netd-dev/netd/dataplane/macvlan"
 	"github.com/netd-dev/netd/dataplane/nlutil"
 	"github.com/netd-dev/netd/dataplane/nop"
+	"github.com/netd-dev/netd/dataplane/publish"
 	"github.com/netd-dev/netd/dataplane/sandbox"
 	"github.com/netd-dev/netd/overlay"
 )
@@ -72,6 +73,8 @@ type daemon struct {
 	store    *Store
 	accel    *fastpath.EBPF // nil without the eBPF dataplane
 	accelErr error
+	pub      *publish.Publisher // nil: no port publishing on ebpf networks
+	pubErr   error
 	drivers  []dataplane.Driver
 	m        *Manager
 	cluster  *clusterService // nil outside a cluster
@@ -157,15 +160,38 @@ func (d *daemon) loadFastpath(context.Context) error {
 		if d.cfg.Status == nil {
 			d.cfg.Status = fastpathStatus{e: e, d: d}
 		}
+		d.loadPublisher()
 	}
 	return nil
 }
 
-func (d *daemon) closeFastpath() error {
-	if d.accel == nil {
-		return nil
+// loadPublisher loads port publishing next to the fast path, whose flow
+// table it shares. Without it ebpf networks work but refuse -p, with why.
+func (d *daemon) loadPublisher() {
+	p, err := publish.New(publish.Config{
+		PinDir: d.cfg.PinDir(),
+		Ifaces: d.cfg.Publish.Ifaces,
+		XDP:    d.cfg.Publish.XDP,
+		Cgroup: d.cfg.Publish.Cgroup,
+		Logger: d.log,
+	})
+	if err != nil {
+		d.log.Warn("port publishing on ebpf networks unavailable", "err", err)
+		d.pubErr = fmt.Errorf("port publishing on the eBPF dataplane is unavailable: %w (use a network with --opt netd.dataplane=kernel)", err)
+		return
 	}
-	return d.accel.Close()
+	d.pub = p
+}
+
+func (d *daemon) closeFastpath() error {
+	var errs []error
+	if d.pub != nil {
+		errs = append(errs, d.pub.Close())
+	}
+	if d.accel != nil {
+		errs = append(errs, d.accel.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (d *daemon) startDrivers(context.Context) error {
@@ -177,6 +203,14 @@ func (d *daemon) startDrivers(context.Context) error {
 	}
 	if d.accel != nil {
 		cfg.Accelerator = d.accel
+	}
+	if d.pub != nil {
+		cfg.Publisher = d.pub
+	} else {
+		cfg.PublisherError = d.pubErr
+		if d.pubErr == nil {
+			cfg.PublisherError = d.accelErr
+		}
 	}
 	br, err := bridge.New(cfg)
 	if err != nil {

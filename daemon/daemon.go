@@ -30,6 +30,9 @@ type Config struct {
 	// DNS configures the embedded DNS server of containers.
 	DNS DNSConfig
 
+	// Publish configures port publishing on ebpf networks.
+	Publish PublishConfig
+
 	// PruneOrphans deletes at start the kernel objects this daemon's kind
 	// owns that have no record (otherwise they are only listed).
 	PruneOrphans bool
@@ -37,6 +40,14 @@ type Config struct {
 	// Status answers GET /v1/dataplane. Unset, the eBPF fast path answers
 	// when it is loaded; otherwise the API answers 501.
 	Status StatusProvider
+}
+
+// PublishConfig is where published ports of ebpf networks are translated
+// (dataplane/publish.Config).
+type PublishConfig struct {
+	Ifaces []string // uplinks; empty: detected
+	XDP    bool     // also at XDP on the uplinks
+	Cgroup string   // cgroup v2 dir of the host socket hooks; "none": off
 }
 
 // shutdownTimeout bounds how long in-flight API requests may take at stop.

@@ -211,6 +211,26 @@ type Releaser interface {
 	Release(n *NetworkConfig)
 }
 
+// PortMapping is one published port of an endpoint: traffic to
+// HostIP:HostPort (HostIP unspecified: any address of the host) goes to
+// the endpoint's address at ContainerPort.
+type PortMapping struct {
+	Proto         string     // "tcp" or "udp"
+	HostIP        netip.Addr // 0.0.0.0 for every host address
+	HostPort      uint16
+	ContainerPort uint16
+}
+
+// Publisher is an optional interface: a driver whose endpoints can have
+// published ports (Docker's -p). The daemon allocates and holds the host
+// ports; the driver makes the traffic reach the endpoint. Both are
+// idempotent: publishing a mapping that is in place, or unpublishing one
+// that is gone, succeeds.
+type Publisher interface {
+	PublishPorts(ctx context.Context, n *NetworkConfig, ep *EndpointConfig, ports []PortMapping) error
+	UnpublishPorts(ctx context.Context, n *NetworkConfig, ep *EndpointConfig, ports []PortMapping) error
+}
+
 // Closer is an optional interface: a driver holding handles the daemon
 // releases at stop. Kernel objects stay.
 type Closer interface {

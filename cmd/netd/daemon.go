@@ -38,6 +38,9 @@ func daemonCommand() *cli.Command {
 			&cli.IntFlag{Name: "vxlan-port", Value: 4789, EnvVars: []string{"NETD_VXLAN_PORT"}, Usage: "UDP port of the VXLAN traffic of overlay networks"},
 			&cli.StringFlag{Name: "gossip-key-file", EnvVars: []string{"NETD_GOSSIP_KEY_FILE"}, Usage: "file with the base64 gossip key (16, 24 or 32 bytes: `openssl rand -base64 32`); encrypts and authenticates all gossip"},
 			&cli.StringFlag{Name: "dns-resolv-conf", Value: "/etc/resolv.conf", EnvVars: []string{"NETD_DNS_RESOLV_CONF"}, Usage: "resolv.conf whose nameservers the embedded DNS forwards to and whose search domains and options containers get"},
+			&cli.StringSliceFlag{Name: "publish-ifaces", EnvVars: []string{"NETD_PUBLISH_IFACES"}, Usage: "uplink interfaces where published ports (-p) of ebpf networks are reachable from outside, comma-separated or repeated; default: every interface with an IPv4 address that is not loopback, a bridge, a bridge port or a tunnel"},
+			&cli.BoolFlag{Name: "xdp-publish", EnvVars: []string{"NETD_XDP_PUBLISH"}, Usage: "also translate established published-port flows at XDP on the uplinks (native XDP only)"},
+			&cli.StringFlag{Name: "publish-cgroup", EnvVars: []string{"NETD_PUBLISH_CGROUP"}, Usage: "cgroup v2 directory (default: the cgroup2 mount) whose processes reach published ports of ebpf networks at localhost:PORT and HOST_IP:PORT (socket hooks, this network namespace only); none: no such translation"},
 			&cli.BoolFlag{Name: "prune-orphans", EnvVars: []string{"NETD_PRUNE_ORPHANS"}, Usage: "at start, delete kernel objects of this node that have no record in the state dir (otherwise they are kept and listed)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -86,7 +89,12 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 		// NETD_DEFAULT_ADDRESS_POOL holds several pools separated by spaces.
 		pools = append(pools, strings.Fields(p)...)
 	}
+	var ifaces []string
+	for _, i := range c.StringSlice("publish-ifaces") {
+		ifaces = append(ifaces, strings.FieldsFunc(i, func(r rune) bool { return r == ',' || r == ' ' })...)
+	}
 	return daemon.Config{
+		Publish:      daemon.PublishConfig{Ifaces: ifaces, XDP: c.Bool("xdp-publish"), Cgroup: c.String("publish-cgroup")},
 		Socket:       c.String("socket"),
 		StateDir:     c.String("state-dir"),
 		BPFFS:        c.String("bpffs"),

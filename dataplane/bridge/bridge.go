@@ -28,6 +28,7 @@ import (
 	"github.com/netd-dev/netd/dataplane/fastpath"
 	"github.com/netd-dev/netd/dataplane/internal/ifcfg"
 	"github.com/netd-dev/netd/dataplane/nlutil"
+	"github.com/netd-dev/netd/dataplane/publish"
 	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
@@ -84,6 +85,18 @@ type Config struct {
 	// ebpf dataplane are then refused with it instead of silently running
 	// on the kernel path.
 	AccelError error
+	// Publisher publishes ports of endpoints on ebpf networks (nil: none);
+	// PublisherError says why there is none, for the error such a network's
+	// -p gets. Kernel networks publish with nftables either way.
+	Publisher      PortPublisher
+	PublisherError error
+}
+
+// PortPublisher is the eBPF port publisher (dataplane/publish): it makes a
+// published host port lead to an endpoint. Both calls are idempotent.
+type PortPublisher interface {
+	Publish(t publish.Target, ports []dataplane.PortMapping) error
+	Unpublish(t publish.Target, ports []dataplane.PortMapping) error
 }
 
 // Driver is the `bridge` network driver. It works in the network namespace

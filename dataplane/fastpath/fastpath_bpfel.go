@@ -55,6 +55,15 @@ type fastpathEpCounters struct {
 	Drops     [12]uint64
 }
 
+type fastpathFragKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Id    uint16
+	Proto uint8
+	Zone  uint8
+}
+
 type fastpathIfaceInfo struct {
 	_        structs.HostLayout
 	NetIndex uint32
@@ -63,9 +72,66 @@ type fastpathIfaceInfo struct {
 	Pad      [2]uint8
 }
 
+type fastpathNatEntry struct {
+	_        structs.HostLayout
+	Saddr    uint32
+	Daddr    uint32
+	Sport    uint16
+	Dport    uint16
+	Ifindex  uint32
+	Smac     [6]uint8
+	Dmac     [6]uint8
+	Flags    uint32
+	LastSeen uint64
+}
+
+type fastpathNatKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Zone  uint8
+	Pad   uint16
+}
+
 type fastpathNetworkInfo struct {
 	_     structs.HostLayout
 	Flags uint32
+}
+
+type fastpathPubCounters struct {
+	_             structs.HostLayout
+	DnatPkts      uint64
+	ReplyPkts     uint64
+	IcmpPkts      uint64
+	FragPkts      uint64
+	HairpinPkts   uint64
+	SockConnects  uint64
+	LoopbackDrops uint64
+	FragMisses    uint64
+	XdpPkts       uint64
+	NatFull       uint64
+}
+
+type fastpathPubKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
+type fastpathPubTarget struct {
+	_       structs.HostLayout
+	Addr    uint32
+	Port    uint16
+	Pad     uint16
+	Ifindex uint32
+	Gateway uint32
+	Mac     [6]uint8
+	GwMac   [6]uint8
 }
 
 type fastpathSubnetInfo struct {
@@ -86,8 +152,13 @@ type fastpathSubnetKey struct {
 const (
 	fastpathMapNetdCounters     = "netd_counters"
 	fastpathMapNetdEndpoints    = "netd_endpoints"
+	fastpathMapNetdFrags        = "netd_frags"
 	fastpathMapNetdIfaces       = "netd_ifaces"
+	fastpathMapNetdLocaladdr    = "netd_localaddr"
+	fastpathMapNetdNat          = "netd_nat"
 	fastpathMapNetdNetworks     = "netd_networks"
+	fastpathMapNetdPublish      = "netd_publish"
+	fastpathMapNetdPubstats     = "netd_pubstats"
 	fastpathMapNetdSubnets      = "netd_subnets"
 	fastpathProgFromContainer   = "from_container"
 	fastpathVarUnusedDropReason = "unused_drop_reason"
@@ -144,8 +215,13 @@ type fastpathProgramSpecs struct {
 type fastpathMapSpecs struct {
 	NetdCounters  *ebpf.MapSpec `ebpf:"netd_counters"`
 	NetdEndpoints *ebpf.MapSpec `ebpf:"netd_endpoints"`
+	NetdFrags     *ebpf.MapSpec `ebpf:"netd_frags"`
 	NetdIfaces    *ebpf.MapSpec `ebpf:"netd_ifaces"`
+	NetdLocaladdr *ebpf.MapSpec `ebpf:"netd_localaddr"`
+	NetdNat       *ebpf.MapSpec `ebpf:"netd_nat"`
 	NetdNetworks  *ebpf.MapSpec `ebpf:"netd_networks"`
+	NetdPublish   *ebpf.MapSpec `ebpf:"netd_publish"`
+	NetdPubstats  *ebpf.MapSpec `ebpf:"netd_pubstats"`
 	NetdSubnets   *ebpf.MapSpec `ebpf:"netd_subnets"`
 }
 
@@ -178,8 +254,13 @@ func (o *fastpathObjects) Close() error {
 type fastpathMaps struct {
 	NetdCounters  *ebpf.Map `ebpf:"netd_counters"`
 	NetdEndpoints *ebpf.Map `ebpf:"netd_endpoints"`
+	NetdFrags     *ebpf.Map `ebpf:"netd_frags"`
 	NetdIfaces    *ebpf.Map `ebpf:"netd_ifaces"`
+	NetdLocaladdr *ebpf.Map `ebpf:"netd_localaddr"`
+	NetdNat       *ebpf.Map `ebpf:"netd_nat"`
 	NetdNetworks  *ebpf.Map `ebpf:"netd_networks"`
+	NetdPublish   *ebpf.Map `ebpf:"netd_publish"`
+	NetdPubstats  *ebpf.Map `ebpf:"netd_pubstats"`
 	NetdSubnets   *ebpf.Map `ebpf:"netd_subnets"`
 }
 
@@ -187,8 +268,13 @@ func (m *fastpathMaps) Close() error {
 	return _FastpathClose(
 		m.NetdCounters,
 		m.NetdEndpoints,
+		m.NetdFrags,
 		m.NetdIfaces,
+		m.NetdLocaladdr,
+		m.NetdNat,
 		m.NetdNetworks,
+		m.NetdPublish,
+		m.NetdPubstats,
 		m.NetdSubnets,
 	)
 }
