@@ -382,16 +382,46 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 		eps = append(eps, ep)
 	}
 
+	// Published ports: validated and their host ports held before any
+	// kernel object is made, so a conflict changes nothing.
+	var warnings []string
+	specs, err := parsePortBindings(req.PortBindings)
+	if err != nil {
+		return api.ContainerCreateResponse{}, err
+	}
+	var pubEP *EndpointRecord
+	switch {
+	case len(specs) == 0:
+	case c.HostNetwork:
+		warnings = append(warnings, warnHostPorts)
+	default:
+		var pubNet *NetworkRecord
+		if pubNet, pubEP, err = m.publishTarget(c, eps); err != nil {
+			return api.ContainerCreateResponse{}, err
+		}
+		reqs, err := m.planPorts(pubNet, specs)
+		if err != nil {
+			return api.ContainerCreateResponse{}, err
+		}
+		if c.Ports, err = m.allocatePorts(c, pubEP, specs, reqs); err != nil {
+			return api.ContainerCreateResponse{}, err
+		}
+		c.PortBindings = clonePortMap(req.PortBindings)
+	}
+	releasePorts := func() { m.hostPorts.Release(c.ID, portKeys(c.Ports)) }
+
 	if existing, err := m.sandboxes.List(c.Sandbox); err == nil && slices.Contains(existing, c.Sandbox) {
 		// A netns we recorded that no container owns (names are unique) is
 		// left over from a failed removal: take it away; anyone else's stays.
 		if !m.sandboxNames[c.Sandbox] || m.deleteSandbox(c.Sandbox) != nil {
+			releasePorts()
 			return api.ContainerCreateResponse{}, errConflict("network namespace %s already exists: remove it or pick another container name", c.Sandbox)
 		}
 	}
 	if _, err := m.createSandbox(c); err != nil {
 		// The netns may be someone else's (name taken): forget, never delete.
 		m.forgetSandbox(c.Sandbox)
+		releasePorts()
 		return api.ContainerCreateResponse{}, fmt.Errorf("create sandbox %s: %w", c.Sandbox, err)
 	}
 	intents := make([]*pendingRecord, len(eps))
@@ -400,6 +430,7 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 	}
 	if err := m.putPending(intents...); err != nil {
 		m.undo("delete sandbox", m.deleteSandbox(c.Sandbox))
+		releasePorts()
 		return api.ContainerCreateResponse{}, fmt.Errorf("record endpoints of %s: %w", name, err)
 	}
 	var done []attached
@@ -409,6 +440,7 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 		}
 		m.undo("delete sandbox", m.deleteSandbox(c.Sandbox))
 		m.dropPending(intents...)
+		releasePorts()
 	}
 	for i, ep := range eps {
 		a, err := m.plug(ctx, nets[i], ep, c)
@@ -417,8 +449,14 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 			return api.ContainerCreateResponse{}, err
 		}
 		done = append(done, a)
+		if ep == pubEP {
+			if err := m.publishPorts(ctx, a, c); err != nil {
+				rollback()
+				return api.ContainerCreateResponse{}, err
+			}
+		}
 	}
-	err := m.store.Update(func(tx *StoreTx) error {
+	err = m.store.Update(func(tx *StoreTx) error {
 		if err := tx.PutContainer(c); err != nil {
 			return err
 		}
@@ -440,8 +478,8 @@ func (m *Manager) CreateContainer(ctx context.Context, req api.ContainerCreateRe
 	for _, ep := range eps {
 		m.endpoints[ep.ID] = ep
 	}
-	m.log.Info("container created", "name", name, "id", stringid.ShortID(id), "netns", c.Sandbox)
-	return api.ContainerCreateResponse{ID: id}, nil
+	m.log.Info("container created", "name", name, "id", stringid.ShortID(id), "netns", c.Sandbox, "published", len(c.Ports))
+	return api.ContainerCreateResponse{ID: id, Warnings: warnings}, nil
 }
 
 // findConnection finds the network and the container a connect or a
@@ -556,6 +594,8 @@ func (m *Manager) Disconnect(ctx context.Context, netRef string, req api.Network
 	}
 	delete(m.endpoints, ep.ID)
 	if ep.DefaultGW {
+		// The driver removed the forwarding with the endpoint.
+		m.dropPorts(c)
 		m.moveDefaultRoute(ctx, c)
 	}
 	m.log.Info("container disconnected", "container", c.Name, "network", n.Name)
@@ -599,6 +639,12 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 	if err != nil {
 		return err
 	}
+	if err := m.unpublishPorts(ctx, c); err != nil {
+		if !force {
+			return fmt.Errorf("remove container %s: %w", c.Name, err)
+		}
+		m.log.Warn("forced removal despite unpublish error", "container", c.Name, "err", err)
+	}
 	for _, ep := range slices.Backward(m.containerEndpoints(c.ID)) {
 		n := m.networks[ep.NetworkID]
 		err := m.detach(ctx, n, ep, c)
@@ -634,6 +680,7 @@ func (m *Manager) RemoveContainer(ctx context.Context, ref string, force bool) e
 		return fmt.Errorf("remove container %s from store: %w", c.Name, err)
 	}
 	delete(m.containers, c.ID)
+	m.hostPorts.Release(c.ID, portKeys(c.Ports))
 	if sbErr == nil {
 		delete(m.sandboxNames, c.Sandbox)
 	}
@@ -673,7 +720,9 @@ func (m *Manager) containerView(c *ContainerRecord) api.Container {
 			SandboxID:  c.SandboxID,
 			SandboxKey: m.sandboxes.Path(c.Sandbox),
 			Networks:   map[string]api.ContainerEndpoint{},
+			Ports:      portsView(c),
 		},
+		HostConfig: api.HostConfig{PortBindings: clonePortMap(c.PortBindings)},
 	}
 	for _, ep := range m.containerEndpoints(c.ID) {
 		n := m.networks[ep.NetworkID]

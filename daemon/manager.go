@@ -20,6 +20,7 @@ import (
 
 	"github.com/netd-dev/netd/api"
 	"github.com/netd-dev/netd/api/stringid"
+	"github.com/netd-dev/netd/daemon/portalloc"
 	"github.com/netd-dev/netd/dataplane"
 )
 
@@ -78,8 +79,11 @@ type ManagerConfig struct {
 	// automatic subnets avoid them.
 	HostRoutes func() ([]netip.Prefix, error)
 	Status     StatusProvider
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// HostPorts holds the host ports of published container ports (nil:
+	// one reading the ephemeral range of the daemon's netns).
+	HostPorts *portalloc.Allocator
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Manager owns the CNM objects: networks, endpoints and containers. One
@@ -108,6 +112,8 @@ type Manager struct {
 	endpoints    map[string]*EndpointRecord
 	containers   map[string]*ContainerRecord
 	sandboxNames map[string]bool
+
+	hostPorts *portalloc.Allocator // host ports of published container ports
 }
 
 // NewManager loads the store into memory. It touches no kernel object.
@@ -133,7 +139,11 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		networks:         map[string]*NetworkRecord{},
 		endpoints:        map[string]*EndpointRecord{},
 		containers:       map[string]*ContainerRecord{},
+		hostPorts:        cfg.HostPorts,
 		sandboxNames:     map[string]bool{},
+	}
+	if m.hostPorts == nil {
+		m.hostPorts = portalloc.New("")
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -818,7 +828,7 @@ func (m *Manager) Reconcile(ctx context.Context, prune bool) ([]dataplane.Orphan
 		m.log.Info("reconcile: second pass after pruning orphans", "failed", failed)
 		_, _, err = m.reconcile(ctx, false)
 	}
-	return orphans, errors.Join(refused, err)
+	return orphans, errors.Join(refused, err, m.restorePorts(ctx))
 }
 
 // reconcile is one pass of Reconcile; failed counts the networks and

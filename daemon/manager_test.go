@@ -32,6 +32,8 @@ type fakeDriver struct {
 	fail   map[string]error // method -> error to return
 	recNet []*dataplane.NetworkConfig
 	recEP  []*dataplane.EndpointConfig
+	// published are the port mappings by endpoint ID (PublishPorts).
+	published map[string][]dataplane.PortMapping
 }
 
 func newFakeDriver(typ string) *fakeDriver {
@@ -41,6 +43,8 @@ func newFakeDriver(typ string) *fakeDriver {
 		eps:    map[string]*dataplane.EndpointConfig{},
 		joined: map[string]*dataplane.EndpointConfig{},
 		fail:   map[string]error{},
+
+		published: map[string][]dataplane.PortMapping{},
 	}
 }
 
@@ -146,7 +150,37 @@ func (d *fakeDriver) DeleteEndpoint(_ context.Context, n *dataplane.NetworkConfi
 		return err
 	}
 	delete(d.eps, ep.ID)
+	delete(d.published, ep.ID) // as the bridge driver: ports go with the endpoint
 	return nil
+}
+
+func (d *fakeDriver) PublishPorts(_ context.Context, n *dataplane.NetworkConfig, ep *dataplane.EndpointConfig, ports []dataplane.PortMapping) error {
+	if err := d.record("PublishPorts", fmt.Sprintf("%s %s %v", n.Name, ep.IfName, ports)); err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if !slices.Contains(d.published[ep.ID], p) {
+			d.published[ep.ID] = append(d.published[ep.ID], p)
+		}
+	}
+	return nil
+}
+
+func (d *fakeDriver) UnpublishPorts(_ context.Context, n *dataplane.NetworkConfig, ep *dataplane.EndpointConfig, ports []dataplane.PortMapping) error {
+	if err := d.record("UnpublishPorts", fmt.Sprintf("%s %s %v", n.Name, ep.IfName, ports)); err != nil {
+		return err
+	}
+	d.published[ep.ID] = slices.DeleteFunc(d.published[ep.ID], func(p dataplane.PortMapping) bool { return slices.Contains(ports, p) })
+	if len(d.published[ep.ID]) == 0 {
+		delete(d.published, ep.ID)
+	}
+	return nil
+}
+
+// DefaultHostIP is the real bridge driver's: host_binding_ipv4 or 0.0.0.0.
+func (d *fakeDriver) DefaultHostIP(n *dataplane.NetworkConfig) (netip.Addr, error) {
+	st, err := bridge.StateOf(n)
+	return st.HostIPv4, err
 }
 
 func (d *fakeDriver) Reconcile(_ context.Context, nets []*dataplane.NetworkConfig, eps []*dataplane.EndpointConfig, prune bool) ([]dataplane.Orphan, error) {

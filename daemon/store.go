@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/netd-dev/netd/api"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -78,6 +80,17 @@ type ContainerRecord struct {
 	SandboxID   string            `json:"sandboxId"`
 	Sandbox     string            `json:"sandbox"` // netns name, <node>-<name>
 	HostNetwork bool              `json:"hostNetwork,omitempty"`
+	// PortBindings are the -p options as asked; Ports what they got.
+	PortBindings api.PortMap  `json:"portBindings,omitempty"`
+	Ports        []PortRecord `json:"ports,omitempty"`
+}
+
+// PortRecord is one published port as allocated.
+type PortRecord struct {
+	Proto         string     `json:"proto"`
+	HostIP        netip.Addr `json:"hostIp"`
+	HostPort      uint16     `json:"hostPort"`
+	ContainerPort uint16     `json:"containerPort"`
 }
 
 // State is the whole content of the store, read once at start-up.

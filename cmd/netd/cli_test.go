@@ -499,6 +499,10 @@ func TestContainerLsFormat(t *testing.T) {
 			Networks: map[string]api.ContainerEndpoint{
 				"zeta":  {Interface: "eth0", IPAddress: "10.1.0.2", IPPrefixLen: 24},
 				"alpha": {Interface: "eth1", IPAddress: "10.2.0.2", IPPrefixLen: 24},
+			},
+			Ports: api.PortMap{
+				"80/tcp": {{HostIP: "0.0.0.0", HostPort: "8080"}, {HostIP: "::", HostPort: "8080"}},
+				"90/udp": {{HostIP: "0.0.0.0", HostPort: "9000"}},
 			}}},
 	}
 	var b bytes.Buffer
@@ -506,9 +510,9 @@ func TestContainerLsFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"CONTAINER ID   NAME      NETWORKS     IP ADDRESSES\n" +
-		"aaaaaaaaaaaa   web1      zeta,alpha   10.1.0.2,10.2.0.2\n" +
-		"bbbbbbbbbbbb   web2                   \n"
+		"CONTAINER ID   NAME      NETWORKS     IP ADDRESSES        PORTS\n" +
+		"aaaaaaaaaaaa   web1      zeta,alpha   10.1.0.2,10.2.0.2   0.0.0.0:8080->80/tcp, 0.0.0.0:9000->90/udp, [::]:8080->80/tcp\n" +
+		"bbbbbbbbbbbb   web2                                       \n"
 	if b.String() != want {
 		t.Errorf("table:\n%q\nwant\n%q", b.String(), want)
 	}
@@ -626,4 +630,45 @@ func urlQueryFilters(reqURI string) (map[string][]string, error) {
 	var f map[string][]string
 	err = json.Unmarshal([]byte(vals.Get("filters")), &f)
 	return f, err
+}
+
+func TestParsePublishAndPortLines(t *testing.T) {
+	pm, err := parsePublish([]string{"8080:80", "127.0.0.1:9000-9001:90-91/udp", "53/udp", "[::1]:7000-7010:70"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := api.PortMap{
+		"80/tcp": {{HostPort: "8080"}},
+		"90/udp": {{HostIP: "127.0.0.1", HostPort: "9000"}},
+		"91/udp": {{HostIP: "127.0.0.1", HostPort: "9001"}},
+		"53/udp": {{}},
+		"70/tcp": {{HostIP: "::1", HostPort: "7000-7010"}},
+	}
+	if !reflect.DeepEqual(pm, want) {
+		t.Errorf("parsePublish = %v, want %v", pm, want)
+	}
+	for _, bad := range []string{"80/sctpx", "x:80", "1.2.3:80:80", "8080-8081:80-82", "70000:80"} {
+		if _, err := parsePublish([]string{bad}); err == nil {
+			t.Errorf("parsePublish(%q): no error", bad)
+		}
+	}
+	ct := api.Container{Name: "web", NetworkSettings: api.NetworkSettings{Ports: api.PortMap{
+		"443/tcp": {{HostIP: "0.0.0.0", HostPort: "8443"}},
+		"80/tcp":  {{HostIP: "::", HostPort: "8080"}, {HostIP: "0.0.0.0", HostPort: "8080"}},
+		"53/udp":  {{HostIP: "127.0.0.1", HostPort: "5353"}},
+		"81/tcp":  nil,
+	}}}
+	lines, err := portLines(ct, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(lines, "\n"); got != "53/udp -> 127.0.0.1:5353\n80/tcp -> 0.0.0.0:8080\n80/tcp -> [::]:8080\n443/tcp -> 0.0.0.0:8443" {
+		t.Errorf("port lines:\n%s", got)
+	}
+	if lines, err := portLines(ct, "80"); err != nil || strings.Join(lines, ",") != "0.0.0.0:8080,[::]:8080" {
+		t.Errorf("port 80 = %v, %v", lines, err)
+	}
+	if _, err := portLines(ct, "81/tcp"); err == nil || err.Error() != "Error: No public port '81/tcp' published for web" {
+		t.Errorf("port 81: %v", err)
+	}
 }

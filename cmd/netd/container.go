@@ -12,13 +12,14 @@ import (
 	"github.com/netd-dev/netd/api"
 )
 
-const defaultContainerTableFormat = "table {{.ID}}\t{{.Name}}\t{{.Networks}}\t{{.IPAddresses}}"
+const defaultContainerTableFormat = "table {{.ID}}\t{{.Name}}\t{{.Networks}}\t{{.IPAddresses}}\t{{.Ports}}"
 
 var containerHeader = map[string]string{
 	"ID":          "CONTAINER ID",
 	"Name":        "NAME",
 	"Networks":    "NETWORKS",
 	"IPAddresses": "IP ADDRESSES",
+	"Ports":       "PORTS",
 	"SandboxKey":  "SANDBOX",
 	"Labels":      "LABELS",
 	"CreatedAt":   "CREATED AT",
@@ -31,6 +32,7 @@ func containerCommand() *cli.Command {
 		containerExecCommand(),
 		containerLsCommand(),
 		containerInspectCommand(),
+		containerPortCommand(),
 		containerRmCommand(),
 	)
 }
@@ -42,6 +44,7 @@ func containerCreateFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ip", Usage: "IPv4 address on the first network (e.g., 172.30.100.104)"},
 		&cli.StringFlag{Name: "mac-address", Usage: "Container MAC address on the first network (e.g., 92:d0:c6:0a:29:33)"},
 		&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "Set meta data on a container"},
+		&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "Publish a container's port(s) to the host: [HOST_IP:][HOST_PORT[-END]:]PORT[-END][/tcp|/udp] (repeatable)"},
 	}
 }
 
@@ -54,6 +57,11 @@ func containerCreateRequest(c *cli.Context, name string) (api.ContainerCreateReq
 		return req, err
 	}
 	req.Labels = labels
+	if specs := c.StringSlice("publish"); len(specs) > 0 {
+		if req.PortBindings, err = parsePublish(specs); err != nil {
+			return req, err
+		}
+	}
 	mac := c.String("mac-address")
 	if mac != "" {
 		hw, err := net.ParseMAC(strings.TrimSpace(mac))
@@ -102,6 +110,7 @@ func containerCreateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			printWarnings(c, resp.Warnings)
 			fmt.Fprintln(c.App.Writer, resp.ID)
 			return nil
 		}),
@@ -123,9 +132,11 @@ func containerRunCommand() *cli.Command {
 		ArgsUsage: "NAME -- COMMAND [ARG...]",
 		Flags:     containerCreateFlags(),
 		Action: daemonAction(checkCreate(commandArgs), func(c *cli.Context, cl *api.Client, req api.ContainerCreateRequest) error {
-			if _, err := cl.ContainerCreate(c.Context, req); err != nil {
+			resp, err := cl.ContainerCreate(c.Context, req)
+			if err != nil {
 				return err
 			}
+			printWarnings(c, resp.Warnings)
 			return execIn(c, cl)
 		}),
 	}
@@ -198,9 +209,24 @@ func (r containerRow) IPAddresses() string {
 	return strings.Join(ips, ",")
 }
 
+// Ports is docker ps's column: 0.0.0.0:8080->80/tcp, natural order.
+func (r containerRow) Ports() string {
+	var out []string
+	for port, bs := range r.c.NetworkSettings.Ports {
+		if len(bs) == 0 {
+			out = append(out, port)
+		}
+		for _, b := range bs {
+			out = append(out, net.JoinHostPort(b.HostIP, b.HostPort)+"->"+port)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return naturalLess(out[i], out[j]) })
+	return strings.Join(out, ", ")
+}
+
 func (r containerRow) MarshalJSON() ([]byte, error) {
 	return jsonFields(map[string]string{
-		"ID": r.ID(), "Name": r.Name(), "Networks": r.Networks(), "IPAddresses": r.IPAddresses(),
+		"ID": r.ID(), "Name": r.Name(), "Networks": r.Networks(), "IPAddresses": r.IPAddresses(), "Ports": r.Ports(),
 		"SandboxKey": r.SandboxKey(), "Labels": r.Labels(), "CreatedAt": r.CreatedAt(),
 	})
 }

@@ -116,6 +116,12 @@ type Driver struct {
 	ports map[string]map[string]struct{} // network ID -> host-side veth names
 	fw    firewall                       // nftables connection and state (nft.go)
 	kept  keptRules                      // firewall objects of orphans, kept until pruned
+
+	publisher    PortPublisher
+	publisherErr error
+	pub          map[string]*pubEndpoint // endpoint ID -> its published ports (publish.go)
+	pubHost      map[hostKey]hostUse     // kernel dataplane: host address and port -> its rule
+	pubTarget    map[hairpinKey]int      // kernel dataplane: container port -> mappings to it
 }
 
 var (
@@ -123,6 +129,7 @@ var (
 	_ dataplane.Builtiner          = (*Driver)(nil)
 	_ dataplane.LegacyStateDecoder = (*Driver)(nil)
 	_ dataplane.Closer             = (*Driver)(nil)
+	_ dataplane.Publisher          = (*Driver)(nil)
 )
 
 // network is a NetworkConfig with its State decoded.
@@ -171,6 +178,12 @@ func New(cfg Config) (*Driver, error) {
 		nl:        h,
 		nets:      map[string]*network{},
 		ports:     map[string]map[string]struct{}{},
+
+		publisher:    cfg.Publisher,
+		publisherErr: cfg.PublisherError,
+		pub:          map[string]*pubEndpoint{},
+		pubHost:      map[hostKey]hostUse{},
+		pubTarget:    map[hairpinKey]int{},
 	}, nil
 }
 
@@ -362,6 +375,9 @@ func (d *Driver) DeleteNetwork(ctx context.Context, cfg *dataplane.NetworkConfig
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.unpublishNetwork(n); err != nil {
+		return err
+	}
 	// Only a network this driver brought up has fast-path state: the undo
 	// of a create that failed must not touch another network's entries.
 	if _, up := d.nets[n.ID]; up && d.accelerated(n) {
@@ -638,6 +654,9 @@ func (d *Driver) Leave(ctx context.Context, cfg *dataplane.NetworkConfig, ep *da
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.unpublishAll(n, ep); err != nil {
+		return err
+	}
 	if d.accelerated(n) {
 		// Down first: while the accelerator takes the endpoint apart, its
 		// frames would reach the bridge without anti-spoofing.
@@ -663,6 +682,9 @@ func (d *Driver) DeleteEndpoint(ctx context.Context, cfg *dataplane.NetworkConfi
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.unpublishAll(n, ep); err != nil {
+		return err
+	}
 	return d.deleteVeth(n, ep)
 }
 
@@ -747,6 +769,9 @@ func (d *Driver) Reconcile(ctx context.Context, nets []*dataplane.NetworkConfig,
 	d.nets = live
 	d.ports = ports
 	d.kept = kept
+	if err := d.reconcilePublished(eps); err != nil {
+		errs = append(errs, fmt.Errorf("reconcile published ports: %w", err))
+	}
 	if err := d.syncRules(); err != nil {
 		errs = append(errs, err)
 	}

@@ -12,8 +12,14 @@ package bridge
 //	  map from_bridge    bridge -> jump from_<bridge>  (isolation, internal)
 //	  map to_bridge      bridge -> jump to_<bridge>    (internal networks)
 //	  map masq_subnet    subnet -> jump masq_<subnet>  (masquerade)
+//	  map publish_addr   host addr . proto . port -> container addr . port
+//	  map publish_any    proto . port -> container addr . port  (-p on 0.0.0.0)
+//	  set publish_hairpin  container addr . addr . proto . port  (own port, publish.go)
 //	  chain forward      iifname vmap @from_bridge; oifname vmap @to_bridge
-//	  chain postrouting  ip saddr vmap @masq_subnet
+//	  chain postrouting  ip saddr vmap @masq_subnet; hairpin and loopback masquerade
+//	  chain prerouting   fib daddr type local: dnat through the publish maps
+//	  chain output       the same, for the host's own connections
+//	  chain raw_prerouting  a packet from outside to 127.0.0.0/8 is dropped
 //	table bridge netd_<node>
 //	  set noicc_ports    host-side veths of ICC=false networks
 //	  chain forward      iifname @noicc_ports oifname @noicc_ports drop
@@ -76,6 +82,12 @@ const (
 	nftFromBridge  = "from_bridge"
 	nftToBridge    = "to_bridge"
 	nftMasqSubnet  = "masq_subnet"
+	nftPubAddr     = "publish_addr"
+	nftPubAny      = "publish_any"
+	nftPubHairpin  = "publish_hairpin"
+	nftPrerouting  = "prerouting"
+	nftOutput      = "output"
+	nftRawPre      = "raw_prerouting"
 	nftNoICCPorts  = "noicc_ports"
 	nftFromPrefix  = "from_"
 	nftToPrefix    = "to_"
@@ -179,9 +191,13 @@ type nftTables struct {
 	c                     *nftables.Conn
 	inet, br              *nftables.Table
 	fwd, post, brFwd      *nftables.Chain
+	pre, out, raw         *nftables.Chain
 	bridges, fromBr, toBr *nftables.Set
 	masq, noICC           *nftables.Set
+	pubAddr, pubAny       *nftables.Set
+	pubHairpin            *nftables.Set
 	msgs                  int
+	elems                 int // published-port elements queued (publish.go)
 }
 
 func newNftTables(c *nftables.Conn, table string) *nftTables {
@@ -210,6 +226,13 @@ func newNftTables(c *nftables.Conn, table string) *nftTables {
 	t.masq = &nftables.Set{Table: t.inet, Name: nftMasqSubnet, KeyType: nftables.TypeIPAddr,
 		IsMap: true, DataType: nftables.TypeVerdict, Interval: true}
 	t.noICC = ifset(t.br, nftNoICCPorts)
+	t.pre = &nftables.Chain{Name: nftPrerouting, Table: t.inet, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept}
+	t.out = &nftables.Chain{Name: nftOutput, Table: t.inet, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept}
+	t.raw = &nftables.Chain{Name: nftRawPre, Table: t.inet, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept}
+	t.pubAddr, t.pubAny, t.pubHairpin = publishSets(t.inet)
 	return t
 }
 
@@ -284,18 +307,19 @@ func (t *nftTables) base() error {
 	t.c.AddTable(t.inet)
 	t.c.AddTable(t.br)
 	t.msgs += 2
-	for _, s := range []*nftables.Set{t.bridges, t.fromBr, t.toBr, t.masq, t.noICC} {
+	for _, s := range []*nftables.Set{t.bridges, t.fromBr, t.toBr, t.masq, t.noICC, t.pubAddr, t.pubAny, t.pubHairpin} {
 		if err := t.c.AddSet(s, nil); err != nil {
 			return fmt.Errorf("add nftables set %s: %w", s.Name, err)
 		}
 		t.msgs++
 	}
-	for _, ch := range []*nftables.Chain{t.fwd, t.post, t.brFwd} {
+	for _, ch := range []*nftables.Chain{t.fwd, t.post, t.brFwd, t.pre, t.out, t.raw} {
 		t.ensureChain(ch)
 	}
 	t.addRule(t.fwd, nftLoad(expr.MetaKeyIIFNAME), nftVmap(t.fromBr))
 	t.addRule(t.fwd, nftLoad(expr.MetaKeyOIFNAME), nftVmap(t.toBr))
 	t.addRule(t.post, nftIPv4, nftSaddr, nftVmap(t.masq))
+	t.publishBase()
 	// ICC=false: a frame bridged between two ports of such a network. Both
 	// ports of a bridged frame are on the same bridge, so one set serves
 	// every network; it avoids `meta ibrname`, which needs the
@@ -325,6 +349,11 @@ func (t *nftTables) netUp(n ruleNet) error {
 		// Nothing leaves or enters an internal network through the host.
 		t.addRule(from, nftMeta(expr.MetaKeyIIFNAME, expr.CmpOpEq, brName),
 			nftMeta(expr.MetaKeyOIFNAME, expr.CmpOpNeq, brName), nftDrop)
+	}
+	if !n.Internal {
+		// A published port, and its replies, cross the isolation between
+		// networks (DNAT only ever leads to a published container port).
+		t.addRule(from, nftMeta(expr.MetaKeyIIFNAME, expr.CmpOpEq, brName), nftCtDNAT, nftAccept)
 	}
 	// Isolation: nothing is routed from this bridge to another netd bridge.
 	t.addRule(from, nftMeta(expr.MetaKeyIIFNAME, expr.CmpOpEq, brName),
@@ -407,7 +436,7 @@ func portElems(bridge string, ports []string) []nftables.SetElement {
 
 // flush sends the queued messages as one transaction.
 func (t *nftTables) flush() error {
-	t.msgs = 0
+	t.msgs, t.elems = 0, 0
 	if err := t.c.Flush(); err != nil {
 		return fmt.Errorf("write nftables rules: %w", err)
 	}
@@ -666,7 +695,8 @@ func syncRuleset(c *nftables.Conn, table string, nets []ruleNet, keep keptRules)
 		t.c.DelChain(ch)
 		t.msgs++
 	}
-	inetSets := map[string]bool{nftBridges: true, nftFromBridge: true, nftToBridge: true, nftMasqSubnet: true}
+	inetSets := map[string]bool{nftBridges: true, nftFromBridge: true, nftToBridge: true, nftMasqSubnet: true,
+		nftPubAddr: true, nftPubAny: true, nftPubHairpin: true}
 	for _, tb := range []*nftables.Table{t.inet, t.br} {
 		sets, err := c.GetSets(tb)
 		if err != nil {
@@ -807,8 +837,12 @@ func (d *Driver) syncRules() error {
 	for _, n := range d.nets {
 		nets = append(nets, d.ruleNetOf(n))
 	}
+	pubs := d.kernelRules()
 	err := d.withNft(func(c *nftables.Conn, _ bool) error {
-		return syncRuleset(c, d.table, nets, d.kept)
+		if err := syncRuleset(c, d.table, nets, d.kept); err != nil || len(nets) == 0 {
+			return err
+		}
+		return syncPublished(c, d.table, pubs)
 	})
 	d.fw.base = err == nil && len(nets) > 0
 	if err != nil {
@@ -845,9 +879,13 @@ func (d *Driver) checkRules(nets []*network) (map[string][]string, error) {
 				elems[s.Name][ifnameOf(e.Key)] = true
 			}
 		}
+		published, err := d.missingPublished(c)
+		if err != nil && len(nets) > 0 {
+			return err
+		}
 		for _, n := range nets {
 			rn := d.ruleNetOf(n)
-			var ps []string
+			ps := published[n.ID]
 			missing := func(what string) { ps = append(ps, "nftables "+what+" missing") }
 			if !elems[nftBridges][rn.Bridge] {
 				missing("element " + rn.Bridge + " of set " + nftBridges)

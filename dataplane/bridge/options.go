@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -52,6 +53,9 @@ type Options struct {
 	Masquerade bool
 	MTU        int // 0 means the driver default (1500)
 	Dataplane  string
+	// HostIPv4 is the host address -p binds to when it names none
+	// (host_binding_ipv4); the zero Addr means the default, 0.0.0.0.
+	HostIPv4 netip.Addr
 }
 
 // ParseOptions reads the bridge driver's options from a network's Options
@@ -97,6 +101,13 @@ func ParseOptions(opts map[string]string, defaultDataplane string) (Options, err
 				fmt.Sprintf("MTU must be between %d and %d", minMTU, maxMTU))
 		}
 	}
+	if v, ok := opts[optHostBindingIPv4]; ok {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return Options{}, optParseErr(optHostBindingIPv4, v, "not an IPv4 address")
+		}
+		o.HostIPv4 = a
+	}
 	dp := defaultDataplane
 	if v, ok := opts[api.OptDataplane]; ok {
 		dp = v
@@ -139,6 +150,7 @@ type State struct {
 	Masquerade bool
 	MTU        int // 0 means the default (1500)
 	Dataplane  string
+	HostIPv4   netip.Addr // default host address of -p; always valid once decoded
 }
 
 // Keys of State in DriverState.
@@ -148,6 +160,7 @@ const (
 	stateMasquerade = "masquerade"
 	stateMTU        = "mtu"
 	stateDataplane  = "dataplane"
+	stateHostIPv4   = "host_binding_ipv4"
 )
 
 // Map is s as DriverState.
@@ -158,7 +171,16 @@ func (s State) Map() map[string]string {
 		stateMasquerade: strconv.FormatBool(s.Masquerade),
 		stateMTU:        strconv.Itoa(s.MTU),
 		stateDataplane:  s.Dataplane,
+		stateHostIPv4:   hostIPv4(s.HostIPv4).String(),
 	}
+}
+
+// hostIPv4 is the default host address a, or 0.0.0.0 when a is unset.
+func hostIPv4(a netip.Addr) netip.Addr {
+	if a.IsValid() {
+		return a
+	}
+	return netip.IPv4Unspecified()
 }
 
 // StateOf decodes n's DriverState.
@@ -181,6 +203,13 @@ func StateOf(n *dataplane.NetworkConfig) (State, error) {
 	if _, err := dataplane.ParseDataplane(s.Dataplane); err != nil {
 		return State{}, fmt.Errorf("network %s: %w", n.Name, err)
 	}
+	// Networks of older builds have no default host address: 0.0.0.0.
+	if v, ok := m[stateHostIPv4]; ok {
+		if s.HostIPv4, err = netip.ParseAddr(v); err != nil || !s.HostIPv4.Is4() {
+			return State{}, fmt.Errorf("network %s: bad bridge state %s=%q", n.Name, stateHostIPv4, v)
+		}
+	}
+	s.HostIPv4 = hostIPv4(s.HostIPv4)
 	return s, nil
 }
 
@@ -198,6 +227,7 @@ func Validate(defaultDataplane string, n *dataplane.NetworkConfig, others []*dat
 		Masquerade: o.Masquerade,
 		MTU:        o.MTU,
 		Dataplane:  o.Dataplane,
+		HostIPv4:   hostIPv4(o.HostIPv4),
 	}
 	for _, other := range others {
 		os, err := StateOf(other)

@@ -140,6 +140,9 @@ func (h *Host) StartDaemon(extra ...string) error {
 		h.Node, DaemonStartTimeout, lastErr, tail(h.LogPath, 30))
 }
 
+// LastDaemonArgs are the extra flags of the last StartDaemon.
+func (h *Host) LastDaemonArgs() []string { return append([]string(nil), h.lastArgs...) }
+
 // RestartDaemon stops the daemon (SIGTERM) and starts it with the same flags.
 func (h *Host) RestartDaemon() error {
 	if err := h.StopDaemon(); err != nil {
