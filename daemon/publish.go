@@ -132,6 +132,9 @@ func (m *Manager) planPorts(n *NetworkRecord, specs []portSpec) ([]portalloc.Req
 		if !ip.IsValid() {
 			ip = def
 		}
+		if !ip.Is4() {
+			return nil, errInvalid("cannot publish %d/%s on host address %s: netd publishes on IPv4 host addresses only", s.containerPort, s.proto, ip)
+		}
 		reqs[i] = portalloc.Request{Proto: s.proto, IP: ip, Port: s.hostPort, First: s.first, Last: s.last}
 	}
 	return reqs, nil

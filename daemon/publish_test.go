@@ -252,6 +252,8 @@ func TestPublishBadInput(t *testing.T) {
 		{api.PortMap{"80/tcp": {{HostIP: "1.2.3"}}}, nil, "invalid IP address: 1.2.3"},
 		{api.PortMap{"80/tcp": {{HostPort: "9-1"}}}, nil, "invalid hostPort: 9-1"},
 		{api.PortMap{"80/tcp": {{HostPort: "70000"}}}, nil, "invalid hostPort: 70000"},
+		{api.PortMap{"80/tcp": {{HostIP: "::"}}}, nil, "cannot publish 80/tcp on host address ::: netd publishes on IPv4 host addresses only"},
+		{api.PortMap{"80/tcp": {{HostIP: "[::1]"}}}, nil, "cannot publish 80/tcp on host address ::1: netd publishes on IPv4 host addresses only"},
 		{api.PortMap{"80/tcp": nil}, []string{"none"}, "cannot publish ports of container ctr: none of its networks has a gateway (none and internal networks cannot publish): connect it to a bridge network"},
 		{api.PortMap{"80/tcp": nil}, []string{"inner"}, "cannot publish ports of container ctr: none of its networks has a gateway (none and internal networks cannot publish): connect it to a bridge network"},
 	} {

@@ -151,7 +151,7 @@ func oneRequest(sa *unix.SockaddrInet4, buf []byte) error {
 	defer unix.Close(fd)
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 1})
-	if err := unix.Connect(fd, sa); err != nil {
+	if err := connectFD(fd, sa); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
 	if err := writeFull(fd, buf); err != nil {
@@ -237,5 +237,42 @@ func measureCRR(self string) func(ctx context.Context, p Pair, d time.Duration) 
 		return map[string]float64{metricCRR: r.PPS / 1e3},
 			map[string]float64{"connections": float64(r.Packets), "failed": float64(r.Errors),
 				"conn_p50_us": r.P50, "conn_p99_us": r.P99, "client_time_wait": float64(r.TimeWait)}, nil
+	}
+}
+
+// connectFD is a blocking connect that survives signals: with SO_SNDTIMEO
+// set the kernel does not restart an interrupted connect (the Go runtime's
+// preemption signal interrupts it now and then), but the handshake goes on,
+// so an EINTR waits for it as the kernel would have.
+func connectFD(fd int, sa unix.Sockaddr) error {
+	err := unix.Connect(fd, sa)
+	if !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EALREADY) {
+		return err
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		left := int(time.Until(deadline) / time.Millisecond)
+		if left <= 0 {
+			return unix.ETIMEDOUT
+		}
+		n, err := unix.Poll(pfd, left)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return unix.ETIMEDOUT
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
 	}
 }

@@ -9,9 +9,10 @@
 // a daemon's networks grow to each count of --scale, and the control-plane run
 // times, on a 3-host cluster per overlay dataplane, how long after `container
 // create` on one host another host reaches the new container (--controlplane),
-// and the DNS run times a container's queries to its embedded resolver (--dns).
+// the DNS run times a container's queries to its embedded resolver (--dns),
+// and the publish run measures published ports against Docker's (--publish).
 //
-//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth,ovl-kernel,...] [--scale 10,100,1000|none] [--controlplane 50] [--dns 4s] [--out DIR]
+//	go run ./tools/bench [--rounds N] [--duration D] [--only ebpf,kernel,docker,veth,ovl-kernel,...] [--scale 10,100,1000|none] [--controlplane 50] [--dns 4s] [--publish full|quick|none] [--out DIR]
 package main
 
 import (
@@ -53,6 +54,12 @@ func main() {
 			os.Exit(runReach(os.Args[2:]))
 		case "dns-load":
 			os.Exit(runDNSLoad(os.Args[2:]))
+		case "pub-serve":
+			os.Exit(runPubServe(os.Args[2:]))
+		case "pub-crr":
+			os.Exit(runPubCRR(os.Args[2:]))
+		case "pub-rr":
+			os.Exit(runPubRR(os.Args[2:]))
 		}
 	}
 	os.Exit(runBench(os.Args[1:]))
@@ -110,6 +117,9 @@ type options struct {
 	scale    []int         // network counts of the scale run; none: skipped
 	ctl      int           // containers of the control-plane run; 0: skipped
 	dns      time.Duration // each row of the DNS run; 0: skipped
+	// publish is the port-publishing run's mode (full, quick); "": skipped.
+	publish       string
+	publishSetups []string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -128,6 +138,8 @@ func parseFlags(args []string) (options, error) {
 	scale := fs.String("scale", "10,100,1000", "network counts at which to time network create, rm and ls on each netd dataplane of --only, or none")
 	fs.IntVar(&o.ctl, "controlplane", 50, fmt.Sprintf("containers to time from `container create` on h1 until h2 pings them, on a %d-host cluster per overlay setup of --only (ovl-ebpf, ovl-kernel); 0 skips it", ctlHosts))
 	fs.DurationVar(&o.dns, "dns", 4*time.Second, "length of each row of the DNS run (a container's queries to its embedded resolver: latency, forwarded name, rate); 0 skips it")
+	publish := fs.String("publish", pubModeFull, "port-publishing run (issue 11), after the others: full (100,000 sequential connections, 10,000 published ports), quick (10,000 and 1,000, for bench-smoke), or none")
+	pubOnly := fs.String("publish-setups", strings.Join(pubSetups, ","), "comma-separated setups of the port-publishing run: "+strings.Join(pubSetups, ","))
 	pin := fs.String("pin", "auto", "CPUs A,B: packet-rate sender and two-CPU ping-pong client on A, their servers on B; TCP, one-CPU ping-pong and connection rate both on B; none, or auto (0,1 on 2+ cores)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -151,6 +163,16 @@ func parseFlags(args []string) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch *publish {
+	case pubModeFull, pubModeQuick:
+		o.publish = *publish
+		if o.publishSetups, err = parsePublishSetups(*pubOnly); err != nil {
+			return o, err
+		}
+	case pubModeNone:
+	default:
+		return o, fmt.Errorf("bad --publish %q: want full, quick or none", *publish)
 	}
 	if o.ctl < 0 || o.ctl > maxCtl {
 		return o, fmt.Errorf("--controlplane must be 0..%d", maxCtl)
@@ -414,6 +436,13 @@ rounds:
 			res.Failures = append(res.Failures, Failure{Setup: r.name(), Error: err.Error()})
 		}
 	}
+	if o.publish != "" && ctx.Err() == nil {
+		res.Config.Publish = o.publish
+		pr, fails, retried := newPublishRun(self, prefix, o, prog).run(ctx)
+		res.Publish = pr
+		res.Failures = append(res.Failures, fails...)
+		res.Retried = append(res.Retried, retried...)
+	}
 	prog.done()
 
 	res.Finished = time.Now()
@@ -436,6 +465,9 @@ rounds:
 	if err := writeDNSTable(os.Stdout, res.DNS); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
+	if err := writePublishTable(os.Stdout, res.Publish); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
 	for name, st := range res.Dataplane {
 		fmt.Printf("\n%s\n", counterLine(name, st))
 	}
@@ -450,6 +482,15 @@ rounds:
 	if err := writeSVG(svgPath, res.Summary, o.only, title); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		code = 1
+	}
+	if res.Publish != nil {
+		pubPath := filepath.Join(o.out, "publish.svg")
+		pubTitle := fmt.Sprintf("netd bench, port publishing — medians of %d interleaved rounds, whiskers min–max (%s)", o.rounds, res.Started.Format("2006-01-02 15:04"))
+		if err := writePublishSVG(pubPath, res.Publish, pubTitle); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			code = 1
+		}
+		svgPath += " and " + pubPath
 	}
 	fmt.Printf("\nwrote %s and %s\n", jsonPath, svgPath)
 	if len(res.Failures) > 0 {

@@ -164,6 +164,8 @@ type Config struct {
 	ControlPlane int `json:"controlplane_containers,omitempty"`
 	// DNS is each row's length in the DNS run (--dns).
 	DNS string `json:"dns_row,omitempty"`
+	// Publish is the port-publishing run's mode (--publish).
+	Publish string `json:"publish,omitempty"`
 }
 
 // Result is the whole JSON document written to the out dir.
@@ -187,6 +189,8 @@ type Result struct {
 	ControlPlane []CtlStat `json:"control_plane,omitempty"`
 	// DNS is a container's queries to its embedded resolver (dns.go).
 	DNS *DNSStat `json:"dns,omitempty"`
+	// Publish is the port-publishing run (publish.go).
+	Publish *PublishResult `json:"publish,omitempty"`
 }
 
 // Operations the scale run times.
