@@ -14,7 +14,7 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything the build, the tests and the benchmark need from the distribution.
 DEPS_PKGS := clang llvm libbpf-dev bpftool iproute2 bridge-utils iperf3 sockperf \
              tcpdump tshark nftables iputils-ping netcat-openbsd util-linux \
-             docker.io busybox-static dnsutils ethtool
+             docker.io busybox-static dnsutils ethtool file systemd
 # Units Debian's docker.io (and the containerd it pulls in) enable on install; the bench
 # runs its own dockerd in a namespace, so deps disables them again (docker-units-off).
 DOCKER_UNITS ?= docker.service docker.socket containerd.service
@@ -27,10 +27,10 @@ E2E_TIMEOUT ?= 12m
 E2E_FLAGS   ?=
 # bench-smoke: every bench setup must come up and measure; speed is not asserted.
 SMOKE_OUT   ?= bin/bench-smoke
-SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100 --controlplane 5 --dns 1s
+SMOKE_FLAGS ?= --rounds 1 --duration 1s --scale 10,100 --controlplane 5 --dns 1s --publish quick
 
 .DEFAULT_GOAL := help
-.PHONY: help deps docker-units-off generate build test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench bench-gossip compat fmt lint lab-clean clean
+.PHONY: help deps docker-units-off generate build install uninstall install-test vagrant-deps vagrant-box vagrant-test test check-mod check-fmt check-generated vet unit fuzz e2e bench-smoke demo bench bench-gossip compat fmt lint lab-clean clean
 
 help: ## List the targets
 	@echo "netd make targets:"
@@ -74,11 +74,71 @@ docker-units-off: ## Disable (with systemd: and stop) the units docker.io enable
 generate: ## Regenerate the bpf2go Go bindings and eBPF objects in dataplane/fastpath/ and overlay/fastpath/
 	$(GO) generate $(GEN_PKGS)
 
-build: ## Build bin/netd
+build: ## Build bin/netd (static: it is copied as is into VMs and onto hosts)
 	@mkdir -p bin
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/netd
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/netd
 
-test: deps build check-mod check-fmt vet check-generated unit fuzz e2e bench-smoke ## Everything CI runs (needs root for the e2e tests)
+# make install: the binary, the systemd unit, bash completion, /etc/netd/daemon.json
+# (kept if present) and, on this machine (no DESTDIR), the netd group owning the socket.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(PREFIX)/bin
+UNITDIR ?= /etc/systemd/system
+COMPDIR ?= /usr/share/bash-completion/completions
+
+install: build ## Install netd, its systemd unit, bash completion and config (PREFIX, DESTDIR)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/netd
+	@install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(COMPDIR) $(DESTDIR)/etc/netd
+	sed 's|@BINDIR@|$(BINDIR)|g' tools/install/netd.service > $(DESTDIR)$(UNITDIR)/netd.service
+	$(BIN) completion bash > $(DESTDIR)$(COMPDIR)/netd
+	@if [ -e $(DESTDIR)/etc/netd/daemon.json ]; then echo "install: keeping $(DESTDIR)/etc/netd/daemon.json"; \
+	else install -m 0644 tools/install/daemon.json $(DESTDIR)/etc/netd/daemon.json; fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	  getent group netd >/dev/null || { $(SUDO) groupadd --system netd && echo "install: created group netd (members may use the netd socket)"; }; \
+	  [ -d /run/systemd/system ] && $(SUDO) systemctl daemon-reload || true; \
+	  echo "install: done; start it with: systemctl enable --now netd"; \
+	fi
+
+uninstall: ## Remove what make install put in place; /etc/netd and the state in /var/lib/netd stay
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now netd 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(BINDIR)/netd $(DESTDIR)$(UNITDIR)/netd.service $(DESTDIR)$(COMPDIR)/netd
+	@if [ -z "$(DESTDIR)" ]; then \
+	  [ -d /run/systemd/system ] && $(SUDO) systemctl daemon-reload || true; \
+	  ! getent group netd >/dev/null || $(SUDO) groupdel netd; \
+	fi
+	@echo "uninstall: kept $(DESTDIR)/etc/netd and /var/lib/netd (remove them by hand to forget every network)"
+
+# The Vagrant lab (issue 14): packages for it, the local box, and the test that boots it.
+VAGRANT_PKGS := vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 \
+                qemu-utils debootstrap extlinux syslinux-common e2fsprogs dnsmasq-base openssh-client
+VAGRANT_BOX  ?= /var/tmp/netd-vagrant/netd-bookworm.box
+
+vagrant-deps: ## Install vagrant, vagrant-libvirt, libvirt, qemu and debootstrap (no service is started)
+	@missing=""; for p in $(VAGRANT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "vagrant-deps: all packages present"; else \
+	  echo "vagrant-deps: installing$$missing"; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\n# written by make vagrant-deps: start no service (libvirtd runs in a lab namespace)\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
+	    $(SUDO) chmod 755 /usr/sbin/policy-rc.d && trap '$(SUDO) rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  fi; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || exit 1; \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now libvirtd.service libvirtd.socket virtlogd.socket 2>/dev/null || true; fi; \
+	fi
+
+vagrant-box: vagrant-deps ## Build the local libvirt box of Debian 12 from Debian's packages (VAGRANT_BOX; reused when present)
+	@if [ -s $(VAGRANT_BOX) ]; then echo "vagrant-box: reusing $(VAGRANT_BOX) (delete it to rebuild)"; \
+	else $(SUDO) tools/vagrant/build-box.sh $(VAGRANT_BOX); fi
+
+vagrant-test: build vagrant-box ## Boot the 3-VM lab with vagrant-libvirt in a lab netns and check gossip, overlays, VXLAN (root, ~10 min under TCG)
+	$(if $(SUDO),$(SUDO) -E) env NETD_BIN=$(NETD_BIN) NETD_BOX_FILE=$(VAGRANT_BOX) tools/vagrant/lab.sh
+
+install-test: build ## make install into a scratch DESTDIR: files, static binary, systemd-analyze verify, completion, uninstall
+	tools/install/test.sh
+
+test: deps build check-mod check-fmt vet check-generated unit install-test fuzz e2e bench-smoke vagrant-test ## Everything CI runs (needs root for the e2e tests)
 	@echo "make test: all passed"
 
 check-mod: ## Fail if go.mod/go.sum are not what `go mod tidy` makes them

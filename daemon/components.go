@@ -275,6 +275,10 @@ func (d *daemon) serveAPI(context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := setSocketGroup(d.cfg.Socket, d.cfg.SocketGroup, d.log); err != nil {
+		ln.Close()
+		return err
+	}
 	d.srv = newAPIServer(NewHandler(d.m, d.log), d.log)
 	d.serveErr = make(chan error, 1)
 	go func() { d.serveErr <- d.srv.Serve(ln) }()

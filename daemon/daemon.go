@@ -33,6 +33,10 @@ type Config struct {
 	// Publish configures port publishing on ebpf networks.
 	Publish PublishConfig
 
+	// SocketGroup owns the API socket (mode 0660), as dockerd's --group:
+	// a name or a GID; "" leaves the daemon's own group (setSocketGroup).
+	SocketGroup string
+
 	// PruneOrphans deletes at start the kernel objects this daemon's kind
 	// owns that have no record (otherwise they are only listed).
 	PruneOrphans bool

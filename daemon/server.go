@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/user"
 	"path"
 	"runtime"
 	"strconv"
@@ -22,6 +23,43 @@ import (
 	"github.com/netd-dev/netd/api/buildinfo"
 	"github.com/netd-dev/netd/api/errdefs"
 )
+
+// DefaultSocketGroup owns the API socket unless --group says otherwise,
+// as the docker group does dockerd's; make install creates it.
+const DefaultSocketGroup = "netd"
+
+// setSocketGroup gives the socket at path to group (a name or a GID), as
+// dockerd's --group does: a missing group is an error unless it is the
+// default one, which is only warned about (the socket keeps the daemon's
+// group). An empty group leaves the socket as it is.
+func setSocketGroup(path, group string, log *slog.Logger) error {
+	if group == "" {
+		return nil
+	}
+	gid, err := lookupGID(group)
+	if err != nil {
+		if group != DefaultSocketGroup {
+			return err
+		}
+		log.Warn(fmt.Sprintf("could not change group %s to %s: %v", path, group, err))
+		return nil
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("chown socket %s to group %s: %w", path, group, err)
+	}
+	return nil
+}
+
+// lookupGID resolves a group name, or takes a number as the GID.
+func lookupGID(name string) (int, error) {
+	if g, err := user.LookupGroup(name); err == nil {
+		return strconv.Atoi(g.Gid)
+	}
+	if gid, err := strconv.Atoi(name); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	return -1, fmt.Errorf("group %s not found", name)
+}
 
 // maxBodyBytes bounds request bodies; every request we accept is tiny.
 const maxBodyBytes = 1 << 20

@@ -446,7 +446,23 @@ func (d *Driver) ensureVXLAN(n *dataplane.NetworkConfig, vni uint32, vtep netip.
 			return fmt.Errorf("attach %s to bridge %s: %w", name, br.Attrs().Name, err)
 		}
 	}
-	return d.nl.LinkSetUp(l)
+	if err := d.nl.LinkSetUp(l); err != nil {
+		return vxlanUpError(name, d.port, err)
+	}
+	return nil
+}
+
+// vxlanUpError explains the EADDRINUSE of setting a VXLAN device up: its
+// UDP port is taken, most often by the other dataplane's devices (the
+// external netd_vxlan of ebpf overlays cannot share a port with the
+// per-network devices of kernel ones).
+func vxlanUpError(dev string, port int, err error) error {
+	if errors.Is(err, unix.EADDRINUSE) {
+		return fmt.Errorf("set VXLAN device %s up: UDP port %d is taken on this host (%w): "+
+			"ebpf and kernel overlay networks cannot share a host's VXLAN port, and a host carries its overlays on the dataplane it runs (netd daemon --dataplane); "+
+			"remove the overlay networks of the other dataplane from this host, or free the port", dev, port, err)
+	}
+	return fmt.Errorf("set %s up: %w", dev, err)
 }
 
 // DeleteNetwork removes the VXLAN device, then the bridge network.

@@ -193,7 +193,7 @@ func (d *Driver) ensureTunnel(o *fastpath.Overlay, vtep netip.Addr) error {
 		}
 	}
 	if err := d.nl.LinkSetUp(l); err != nil {
-		return fmt.Errorf("set %s up: %w", TunnelDevice, err)
+		return vxlanUpError(TunnelDevice, d.port, err)
 	}
 	idx := l.Attrs().Index
 	if cur, curVTEP, err := o.Tunnel(); err != nil || cur != idx || curVTEP != vtep {

@@ -38,6 +38,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Writer:                    stdout,
 		ErrWriter:                 stderr,
 		DisableSliceFlagSeparator: true, // label values and address pools contain commas
+		EnableBashCompletion:      true, // netd completion bash
 		// Errors are printed once, by run.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
@@ -59,6 +60,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			systemCommand(),
 			daemonCommand(),
 			versionCommand(),
+			completionCommand(),
 		},
 	}
 	// Every command reports bad usage as docker does (exit 125, "See --help").

@@ -672,3 +672,28 @@ func TestParsePublishAndPortLines(t *testing.T) {
 		t.Errorf("port 81: %v", err)
 	}
 }
+
+func TestBashCompletion(t *testing.T) {
+	// urfave/cli reads the word before the flag from os.Args.
+	netd := func(t *testing.T, host, stdin string, args ...string) (string, string, int) {
+		saved := os.Args
+		defer func() { os.Args = saved }()
+		os.Args = append([]string{"netd", "-H", host}, args...)
+		return netd(t, host, stdin, args...)
+	}
+	out, _, code := netd(t, "unix:///nonexistent", "", "completion", "bash")
+	if code != 0 || !strings.Contains(out, "complete -o bashdefault -o default -F _netd_complete netd") {
+		t.Fatalf("completion bash: exit %d\n%s", code, out)
+	}
+	out, _, code = netd(t, "unix:///nonexistent", "", "network", "--generate-bash-completion")
+	if code != 0 || !strings.Contains(out, "create\n") || !strings.Contains(out, "prune\n") {
+		t.Errorf("network completions: exit %d %q", code, out)
+	}
+	out, _, code = netd(t, "unix:///nonexistent", "", "container", "create", "--pu", "--generate-bash-completion")
+	if code != 0 || !strings.Contains(out, "--publish") {
+		t.Errorf("flag completions: exit %d %q", code, out)
+	}
+	if _, errOut, code := netd(t, "unix:///nonexistent", "", "completion", "fish"); code == 0 || !strings.Contains(errOut, `unsupported shell "fish"`) {
+		t.Errorf("completion fish: exit %d %q", code, errOut)
+	}
+}

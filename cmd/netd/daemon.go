@@ -25,7 +25,9 @@ func daemonCommand() *cli.Command {
 		Usage:       "Run the netd daemon",
 		Subcommands: []*cli.Command{restoreStateCommand()},
 		Flags: []cli.Flag{
+			&cli.StringFlag{Name: configFlag, EnvVars: []string{"NETD_CONFIG"}, Usage: "JSON file of daemon settings, keys named as these flags (\"gossip-port\": 7946, \"join\": [\"10.0.0.1\"]); flags and environment variables override it"},
 			&cli.StringFlag{Name: "socket", Value: api.DefaultSocket, EnvVars: []string{"NETD_SOCKET"}, Usage: "unix socket to serve the API on"},
+			&cli.StringFlag{Name: "group", Aliases: []string{"G"}, Value: daemon.DefaultSocketGroup, EnvVars: []string{"NETD_GROUP"}, Usage: "group of the API socket (mode 0660), a name or a GID; empty: the daemon's own group"},
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/netd", EnvVars: []string{"NETD_STATE_DIR"}, Usage: "directory of the state database"},
 			&cli.StringFlag{Name: "bpffs", Value: "/sys/fs/bpf/netd", EnvVars: []string{"NETD_BPFFS"}, Usage: "bpffs directory for pinned maps and links"},
 			&cli.StringFlag{Name: "node-name", Value: host, EnvVars: []string{"NETD_NODE_NAME"}, Usage: "name of this node; prefixes namespaces and pin paths"},
@@ -45,6 +47,9 @@ func daemonCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := applyConfigFile(c); err != nil {
 				return err
 			}
 			cfg, err := daemonConfig(c)
@@ -96,6 +101,7 @@ func daemonConfig(c *cli.Context) (daemon.Config, error) {
 	return daemon.Config{
 		Publish:      daemon.PublishConfig{Ifaces: ifaces, XDP: c.Bool("xdp-publish"), Cgroup: c.String("publish-cgroup")},
 		Socket:       c.String("socket"),
+		SocketGroup:  c.String("group"),
 		StateDir:     c.String("state-dir"),
 		BPFFS:        c.String("bpffs"),
 		NodeName:     c.String("node-name"),

@@ -1,57 +1,55 @@
 #!/usr/bin/env bash
-# Provisions one Vagrant VM: packages, Go, netd built from /vagrant, and
-# `netd daemon` as the systemd unit netd.service. Safe to run again.
+# Provisions one lab VM (see the Vagrantfile): installs the netd binary the
+# host built and copied to /tmp/netd-install, the systemd unit, the gossip
+# key and /etc/netd/daemon.json (advertise on the underlay, join the first
+# VM), and starts netd.service. Nothing is built or downloaded here: a box
+# without the runtime packages gets them from its own mirror. Safe to run again.
 set -euo pipefail
 
-GO_VERSION=${GO_VERSION:-1.26.8}
-NETD_NODE=${NETD_NODE:-$(hostname)}
-SRC=${SRC:-/vagrant}
+NETD_NODE=${NETD_NODE:?}
+NETD_ADVERTISE=${NETD_ADVERTISE:?}
+NETD_JOIN=${NETD_JOIN:-}
+SRC=/tmp/netd-install
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends ca-certificates curl git make
-
-if ! /usr/local/go/bin/go version 2>/dev/null | grep -q "go${GO_VERSION}"; then
-  curl -fsSL "https://go.dev/dl/go${GO_VERSION}.linux-amd64.tar.gz" -o /tmp/go.tgz
-  rm -rf /usr/local/go
-  tar -C /usr/local -xzf /tmp/go.tgz
-  rm /tmp/go.tgz
-fi
-export PATH=/usr/local/go/bin:$PATH
-echo 'export PATH=/usr/local/go/bin:$PATH' >/etc/profile.d/go.sh
-
-# The Makefile knows the package list; deps is idempotent.
-make -C "$SRC" deps build
-install -m 0755 "$SRC/bin/netd" /usr/local/bin/netd
-
-# bpffs for the pinned maps and links that outlive a daemon restart.
-if ! mountpoint -q /sys/fs/bpf; then
-  mount -t bpf bpf /sys/fs/bpf
+# Runtime packages: the local box has them; a public box may lack some.
+missing=""
+for c in ip:iproute2 nft:nftables bpftool:bpftool tcpdump:tcpdump ping:iputils-ping; do
+	command -v "${c%%:*}" >/dev/null || missing+=" ${c#*:}"
+done
+if [ -n "$missing" ]; then
+	echo "provision: installing$missing from the box's mirror"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
 
-cat >/etc/systemd/system/netd.service <<UNIT
-[Unit]
-Description=netd: Docker-style networks with an eBPF fast path
-After=network-online.target
-Wants=network-online.target
+install -D -m 0755 "$SRC/netd" /usr/local/bin/netd
+install -D -m 0644 "$SRC/netd.service" /etc/systemd/system/netd.service
+sed -i 's|@BINDIR@|/usr/local/bin|g' /etc/systemd/system/netd.service
+install -d -m 0700 /etc/netd
+install -m 0600 "$SRC/gossip.key" /etc/netd/gossip.key
+install -d /usr/share/bash-completion/completions
+/usr/local/bin/netd completion bash >/usr/share/bash-completion/completions/netd
+getent group netd >/dev/null || groupadd --system netd
+usermod -a -G netd vagrant 2>/dev/null || true
 
-[Service]
-Environment=NETD_NODE_NAME=${NETD_NODE}
-ExecStart=/usr/local/bin/netd daemon --node-name ${NETD_NODE} --log-level info
-KillSignal=SIGTERM
-Restart=on-failure
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-UNIT
+# The underlay address is the private network's: every VM's NAT address is the same.
+join=""
+[ -z "$NETD_JOIN" ] || join=", \"join\": [\"$NETD_JOIN\"]"
+cat >/etc/netd/daemon.json <<JSON
+{
+  "node-name": "$NETD_NODE",
+  "advertise-addr": "$NETD_ADVERTISE"$join,
+  "gossip-key-file": "/etc/netd/gossip.key",
+  "log-level": "info"
+}
+JSON
 
 systemctl daemon-reload
 systemctl enable netd.service
 systemctl restart netd.service
-for _ in $(seq 1 50); do
-  if netd version >/dev/null 2>&1; then break; fi
-  sleep 0.2
+for _ in $(seq 1 100); do
+	netd version >/dev/null 2>&1 && break
+	sleep 0.2
 done
 netd version
-netd network ls
+echo "provision: $NETD_NODE runs netd on $NETD_ADVERTISE (kernel $(uname -r))"
