@@ -233,3 +233,12 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	}
 	return false
 }
+
+// HaveTCX says whether the kernel has TCX (Linux 6.6+): a query of the
+// TCX ingress programs of the calling netns' loopback answers; older
+// kernels refuse the attach type (EINVAL), and programs attach with TC
+// clsact there (Attach falls back by itself).
+func HaveTCX() bool {
+	_, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
+	return err == nil
+}

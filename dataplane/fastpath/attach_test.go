@@ -16,10 +16,14 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 
+	"github.com/netd-dev/netd/dataplane/bpfattach"
 	"github.com/netd-dev/netd/dataplane/internal/nstest"
 )
 
 func TestEBPFPinAdopt(t *testing.T) {
+	if !bpfattach.HaveTCX() {
+		t.Skip("kernel without TCX (6.6+): bpf_link pins and TCX queries do not exist; TestEBPFTCFallback covers TC clsact")
+	}
 	dir, hostNS := attachHost(t)
 	n := &Network{Name: "adopt", Index: 7, ICC: true}
 	x := hostEndpoint(t, hostNS, n, "ndtest0", fxMAC1, fxIP1)

@@ -11,12 +11,16 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/netd-dev/netd/dataplane/bpfattach"
 	"github.com/netd-dev/netd/dataplane/internal/nstest"
 )
 
 // A restarted daemon brings up only what still exists; Prune must then
 // remove the rest of what the previous one pinned: entries, subnets and links.
 func TestEBPFPruneAfterRestart(t *testing.T) {
+	if !bpfattach.HaveTCX() {
+		t.Skip("kernel without TCX (6.6+): bpf_link pins and TCX queries do not exist; TestEBPFTCFallback covers TC clsact")
+	}
 	dir, hostNS := attachHost(t)
 	x0 := hostEndpoint(t, hostNS, fxNetA, "ndtest0", fxMAC1, fxIP1)
 	x1 := hostEndpoint(t, hostNS, fxNetB, "ndtest1", fxMAC3, fxIP3)
@@ -101,6 +105,9 @@ func countEntries(t *testing.T, m *ebpf.Map) int {
 // its entries, its network's policy and its attachment through Prune: it
 // must not lose anti-spoofing because a daemon lost its database.
 func TestEBPFPruneKeepsOrphans(t *testing.T) {
+	if !bpfattach.HaveTCX() {
+		t.Skip("kernel without TCX (6.6+): bpf_link pins and TCX queries do not exist; TestEBPFTCFallback covers TC clsact")
+	}
 	dir, hostNS := attachHost(t)
 	x0 := hostEndpoint(t, hostNS, fxNetA, "ndtest0", fxMAC1, fxIP1)
 	if0 := x0.ifindex

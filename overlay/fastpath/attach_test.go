@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/netd-dev/netd/dataplane/bpfattach"
 	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
@@ -54,6 +55,9 @@ func TestAttachClsactFallback(t *testing.T) {
 }
 
 func TestAttachTCXDetach(t *testing.T) {
+	if !bpfattach.HaveTCX() {
+		t.Skip("kernel without TCX (6.6+): bpf_link pins and TCX queries do not exist; the TC clsact fallback is tested apart")
+	}
 	host, ifname, ifindex := attachVeth(t)
 	o := newTestOverlay(t)
 	err := sandbox.DoPath(host.path, func() error {
@@ -81,6 +85,9 @@ func TestAttachTCXDetach(t *testing.T) {
 // A pinned program of another build is replaced, and its attachment moves
 // to the new program in place (same link: no gap in forwarding).
 func TestReloadMovesAttachments(t *testing.T) {
+	if !bpfattach.HaveTCX() {
+		t.Skip("kernel without TCX (6.6+): bpf_link pins and TCX queries do not exist; the TC clsact fallback is tested apart")
+	}
 	host, ifname, ifindex := attachVeth(t)
 	dir := testPinDir(t)
 	o := loadOverlayAt(t, dir)

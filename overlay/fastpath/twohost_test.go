@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/netd-dev/netd/dataplane/bpfattach"
 	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
@@ -388,6 +389,9 @@ func TestTwoHosts(t *testing.T) {
 	}
 
 	t.Run("restart", func(t *testing.T) {
+		if !bpfattach.HaveTCX() {
+			t.Skip("kernel without TCX (6.6+): the clsact filters have no bpf_link to adopt")
+		}
 		// The daemon goes away: the pinned links keep forwarding; a new Load adopts it all.
 		before := epCounters(t, a.o, a.ctr.ifidx)
 		linkIDs := a.linkIDs(t)

@@ -108,6 +108,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The eBPF packages' tests, built here to run on the VMs' kernel too.
+TEST_PKGS="dataplane/fastpath dataplane/publish dataplane/bridge overlay/fastpath"
+for p in $TEST_PKGS; do
+	d=$WORK/tests/${p//\//_}
+	mkdir -p "$d"
+	CGO_ENABLED=0 go test -c -o "$d/pkg.test" "./$p" || fail "go test -c ./$p"
+	[ -d "$p/testdata" ] && cp -a "$p/testdata" "$d/"
+done
+
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 # libvirt's own qemu.conf with qemu as root, seen by libvirtd alone.
@@ -244,6 +253,19 @@ for dp in ebpf kernel; do
 done
 on netd1 netd dataplane show >"$WORK/dataplane-show.txt" 2>&1 || true
 grep -qi "tc\|clsact" "$WORK/dataplane-show.txt" && say "netd1 dataplane show: $(grep -i -m1 'attach\|tc' "$WORK/dataplane-show.txt" | tr -s ' ')"
+
+# Every eBPF program loads and passes its BPF_PROG_TEST_RUN and namespace
+# tests on the VMs' kernel (6.1: TC clsact instead of TCX, no netkit).
+in_ns scp -F "$WORK/ssh_config" -o LogLevel=ERROR -q -r "$WORK/tests" netd1:/tmp/netd-tests
+for p in $TEST_PKGS; do
+	d=${p//\//_}
+	t_pkg=$SECONDS
+	if ! on netd1 sh -c "cd /tmp/netd-tests/$d && ./pkg.test -test.v -test.timeout 8m >/tmp/netd-tests/$d.log 2>&1"; then
+		on netd1 sh -c "grep -E -B2 -A8 '^(--- FAIL|panic)' /tmp/netd-tests/$d.log | head -60" || true
+		fail "go test ./$p failed on netd1's kernel"
+	fi
+	say "go test ./$p passed on netd1 ($(on netd1 uname -r | tr -d '\r'), $((SECONDS - t_pkg))s; $(on netd1 grep -c -- '--- SKIP' /tmp/netd-tests/$d.log | tr -d '\r') skipped)"
+done
 
 say "vagrant destroy"
 vg destroy -f >"$WORK/destroy.log" 2>&1 || fail "vagrant destroy: $(tail -n 5 "$WORK/destroy.log")"
