@@ -11,25 +11,35 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/netd-dev/netd/daemon"
 )
+
+// gotConfig is what the tests read of the daemon configuration (the
+// daemon package itself is daemon.go's alone to import).
+type gotConfig struct {
+	StateDir, BPFFS, Dataplane, SocketGroup string
+	XDP                                     bool
+	Ifaces, Join                            []string
+	Port                                    int
+}
 
 // daemonConfigFrom runs the daemon command's flag handling on args with
 // the given environment and returns the configuration it would start with.
-func daemonConfigFrom(t *testing.T, env map[string]string, args ...string) (daemon.Config, error) {
+func daemonConfigFrom(t *testing.T, env map[string]string, args ...string) (gotConfig, error) {
 	t.Helper()
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	cmd := daemonCommand()
-	var cfg daemon.Config
+	var cfg gotConfig
 	var cfgErr error
 	cmd.Action = func(c *cli.Context) error {
 		if cfgErr = applyConfigFile(c); cfgErr != nil {
 			return nil
 		}
-		cfg, cfgErr = daemonConfig(c)
+		d, err := daemonConfig(c)
+		cfgErr = err
+		cfg = gotConfig{StateDir: d.StateDir, BPFFS: d.BPFFS, Dataplane: d.Dataplane, SocketGroup: d.SocketGroup,
+			XDP: d.Publish.XDP, Ifaces: d.Publish.Ifaces, Join: d.Cluster.Join, Port: d.Cluster.Port}
 		return nil
 	}
 	cmd.Subcommands = nil
@@ -63,12 +73,12 @@ func TestDaemonConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.StateDir != "/tmp/from-file" || !cfg.Publish.XDP || !reflect.DeepEqual(cfg.Publish.Ifaces, []string{"eth1"}) ||
-		!reflect.DeepEqual(cfg.Cluster.Join, []string{"10.0.0.1", "10.0.0.2"}) || cfg.SocketGroup != "" {
+	if cfg.StateDir != "/tmp/from-file" || !cfg.XDP || !reflect.DeepEqual(cfg.Ifaces, []string{"eth1"}) ||
+		!reflect.DeepEqual(cfg.Join, []string{"10.0.0.1", "10.0.0.2"}) || cfg.SocketGroup != "" {
 		t.Errorf("file values not applied: %+v", cfg)
 	}
-	if cfg.Cluster.Port != 7951 {
-		t.Errorf("the flag does not override the file: gossip port %d", cfg.Cluster.Port)
+	if cfg.Port != 7951 {
+		t.Errorf("the flag does not override the file: gossip port %d", cfg.Port)
 	}
 	if cfg.Dataplane != "ebpf" {
 		t.Errorf("the environment does not override the file: dataplane %q", cfg.Dataplane)
