@@ -115,7 +115,11 @@ func (m *Manager) allocateGlobalAddr(n *NetworkRecord, spec PoolSpec, inUse map[
 	if !pool.IsValid() {
 		pool = spec.Subnet
 	}
-	held, _ := s.c.Claims(pool)
+	// A block still settling (the pre-claim of a network just seen) could
+	// go to another host that hands out the same addresses.
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	held, _ := s.c.WaitClaims(wctx, pool)
+	wcancel()
 	sort.Slice(held, func(i, j int) bool { return held[i].Addr().Less(held[j].Addr()) })
 	for try := 0; try < 4; try++ {
 		for _, b := range held {

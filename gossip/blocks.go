@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -58,16 +59,21 @@ func (c *Cluster) claimBlock(ctx context.Context, pool netip.Prefix, bits int, s
 		if err != nil {
 			return netip.Prefix{}, err
 		}
+		c.setPending(key, settle)
 		if err := c.Put(TableBlocks, key, val); err != nil {
+			c.setPending(key, 0)
 			return netip.Prefix{}, err
 		}
 		select {
 		case <-time.After(settle):
 		case <-ctx.Done():
 			_ = c.Delete(TableBlocks, key)
+			c.setPending(key, 0)
 			return netip.Prefix{}, ctx.Err()
 		}
-		if c.holds(key) {
+		held := c.holds(key)
+		c.setPending(key, 0)
+		if held {
 			return block, nil
 		}
 		_ = c.Delete(TableBlocks, key) // lost the race: try another block
@@ -152,6 +158,56 @@ func (c *Cluster) Claims(pool netip.Prefix) (held, lost []netip.Prefix) {
 		}
 	}
 	return held, lost
+}
+
+// setPending marks key as this node's claim in its settle time, for d
+// (0: settled, or withdrawn).
+func (c *Cluster) setPending(key string, d time.Duration) {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	if d <= 0 {
+		delete(c.pending, key)
+		return
+	}
+	if c.pending == nil {
+		c.pending = map[string]time.Time{}
+	}
+	c.pending[key] = time.Now().Add(d)
+}
+
+// pendingIn is how long the longest settle time of this node's claims in
+// pool still runs (0: none pending).
+func (c *Cluster) pendingIn(pool netip.Prefix) time.Duration {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	prefix := pool.Masked().String() + "/"
+	var wait time.Duration
+	for key, until := range c.pending {
+		if strings.HasPrefix(key, prefix) {
+			wait = max(wait, time.Until(until))
+		}
+	}
+	return wait
+}
+
+// WaitClaims is Claims once this node's claims in pool have settled: an
+// address handed out of a block whose claim is still settling may be one
+// another node hands out too, should that node win the block. It waits
+// at most ctx's time (and never past a settle time and a half per claim
+// round, as the claiming goroutine clears or replaces them).
+func (c *Cluster) WaitClaims(ctx context.Context, pool netip.Prefix) (held, lost []netip.Prefix) {
+	for {
+		wait := c.pendingIn(pool)
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-time.After(wait + 10*time.Millisecond):
+		case <-ctx.Done():
+			return c.Claims(pool)
+		}
+	}
+	return c.Claims(pool)
 }
 
 // freeBlock picks a block no one claims, starting at a random one so that

@@ -77,6 +77,11 @@ type Cluster struct {
 
 	refused atomic.Pointer[string] // why a merge was refused, for Join's error
 
+	// pending are this node's block claims still in their settle time
+	// (key -> when it ends): WaitClaims does not hand them out before.
+	pendingMu sync.Mutex
+	pending   map[string]time.Time
+
 	keyMu   sync.Mutex
 	keyWait map[uint64]chan keyReply
 	keyID   atomic.Uint64

@@ -547,3 +547,36 @@ func dumpNodes(t *testing.T, c *Cluster) {
 		t.Logf("%s sees %s %s", c.Name(), n.Name, n.State)
 	}
 }
+
+// Two nodes pre-claim a block at once; addresses are handed out only from
+// settled claims, so neither node allocates from a block it then loses
+// (the duplicate container address bench-smoke once hit on ovl-ebpf).
+func TestWaitClaimsSettles(t *testing.T) {
+	a, b, _ := cluster3(t)
+	pool := netip.MustParsePrefix("10.21.0.0/24")
+	settle := 400 * time.Millisecond
+	for round := 0; round < 5; round++ {
+		pool = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 21, byte(round), 0}), 24)
+		for _, n := range []*testNode{a, b} {
+			go func() { _, _ = n.ClaimBlock(context.Background(), pool, 25, settle) }()
+		}
+		time.Sleep(20 * time.Millisecond) // both claims written, neither settled
+		start := time.Now()
+		var heldA, heldB []netip.Prefix
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); heldA, _ = a.WaitClaims(context.Background(), pool) }()
+		go func() { defer wg.Done(); heldB, _ = b.WaitClaims(context.Background(), pool) }()
+		wg.Wait()
+		if time.Since(start) < settle/2 {
+			t.Fatalf("round %d: WaitClaims returned before the claims settled", round)
+		}
+		for _, x := range heldA {
+			for _, y := range heldB {
+				if x == y {
+					t.Fatalf("round %d: both nodes hold %s", round, x)
+				}
+			}
+		}
+	}
+}
