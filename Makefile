@@ -125,7 +125,8 @@ vagrant-deps: ## Install vagrant, vagrant-libvirt, libvirt, qemu and debootstrap
 	  fi; \
 	  $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing || exit 1; \
-	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now libvirtd.service libvirtd.socket virtlogd.socket 2>/dev/null || true; fi; \
+	  if [ -d /run/systemd/system ]; then for u in libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket \
+	    virtlogd.service virtlogd.socket virtlockd.socket; do $(SUDO) systemctl disable --now $$u 2>/dev/null || true; done; fi; \
 	fi
 
 vagrant-box: vagrant-deps ## Build the local libvirt box of Debian 12 from Debian's packages (VAGRANT_BOX; reused when present)

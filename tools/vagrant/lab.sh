@@ -34,9 +34,13 @@ vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt || fail "the vagrant-l
 [ -s "$BOX_FILE" ] || fail "no box at $BOX_FILE: make vagrant-box builds it"
 [ -x "$NETD_BIN" ] || fail "no netd binary at $NETD_BIN: make build"
 file "$NETD_BIN" | grep -q 'statically linked' || fail "$NETD_BIN is not static (make build makes it so)"
-if [ -S /run/libvirt/libvirt-sock ] || pgrep -x libvirtd >/dev/null; then
-	fail "a libvirtd already runs on this machine (/run/libvirt): stop it first, this test starts its own in a lab namespace"
+if pgrep -x libvirtd >/dev/null || { [ -d /run/systemd/system ] && systemctl -q is-active libvirtd.socket 2>/dev/null; }; then
+	fail "a libvirtd (or its systemd socket) already runs on this machine: stop it first (systemctl disable --now libvirtd.service libvirtd.socket), this test starts its own in a lab namespace"
 fi
+# A socket file nobody serves is what a killed run of this test leaves.
+for f in /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/libvirt-admin-sock; do
+	[ -S "$f" ] && rm -f "$f"
+done
 
 # What the root network namespace looks like; it must look the same after.
 root_state() {
