@@ -348,10 +348,14 @@ func (d *Driver) ensureBridge(n *network) (netlink.Link, error) {
 	return l, nil
 }
 
-// ensureAddr adds p to link unless it is already there.
 // enableForwarding sets ip_forward in the driver's netns (never the caller's).
 func (d *Driver) enableForwarding() error {
-	const path = "/proc/sys/net/ipv4/ip_forward"
+	return d.sysctlOn("/proc/sys/net/ipv4/ip_forward", "enable IPv4 forwarding")
+}
+
+// sysctlOn writes 1 to the sysctl file path in the driver's netns unless
+// it already holds 1; what names the step in the error.
+func (d *Driver) sysctlOn(path, what string) error {
 	return sandbox.Do(d.ns, func() error {
 		cur, err := os.ReadFile(path)
 		if err != nil {
@@ -361,7 +365,7 @@ func (d *Driver) enableForwarding() error {
 			return nil
 		}
 		if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("enable IPv4 forwarding: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
 	})

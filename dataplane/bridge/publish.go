@@ -32,7 +32,6 @@ package bridge
 // never stops.
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -40,7 +39,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 
@@ -54,7 +52,6 @@ import (
 	"github.com/netd-dev/netd/dataplane"
 	"github.com/netd-dev/netd/dataplane/nlutil"
 	"github.com/netd-dev/netd/dataplane/publish"
-	"github.com/netd-dev/netd/dataplane/sandbox"
 )
 
 // pubEndpoint is what the driver published for one endpoint.
@@ -542,20 +539,7 @@ func (d *Driver) hairpinMode(ep *dataplane.EndpointConfig) error {
 // 127.0.0.1 (DNATed to a container). The drop in raw_prerouting keeps
 // others from sending such packets in. d.mu held.
 func (d *Driver) routeLocalnet(n *network) error {
-	path := "/proc/sys/net/ipv4/conf/" + n.BridgeName + "/route_localnet"
-	return sandbox.Do(d.ns, func() error {
-		cur, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		if bytes.Equal(bytes.TrimSpace(cur), []byte("1")) {
-			return nil
-		}
-		if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("enable route_localnet on bridge %s: %w", n.BridgeName, err)
-		}
-		return nil
-	})
+	return d.sysctlOn("/proc/sys/net/ipv4/conf/"+n.BridgeName+"/route_localnet", "enable route_localnet on bridge "+n.BridgeName)
 }
 
 // kernelRules are the rules of every kernel-dataplane port published on a

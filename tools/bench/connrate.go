@@ -32,8 +32,13 @@ import (
 const maxConns = 50_000_000
 
 // runCRRServe serves the connection-rate test until --max has passed.
-func runCRRServe(args []string) int {
-	fs := flag.NewFlagSet("crr-serve", flag.ContinueOnError)
+func runCRRServe(args []string) int { return runServer("crr-serve", args, serveOne) }
+
+// runServer is the bench's TCP servers' loop: it listens on --listen,
+// prints readyLine, and hands each accepted connection and a --size-byte
+// buffer to serve, one connection at a time, until --max has passed.
+func runServer(name string, args []string, serve func(fd int, buf []byte)) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	listen := fs.String("listen", "", "ip:port")
 	size := fs.Int("size", 64, "request and response bytes")
 	maxDur := fs.Duration("max", time.Minute, "exit after this long")
@@ -42,21 +47,21 @@ func runCRRServe(args []string) int {
 	}
 	sa, err := sockaddr(*listen)
 	if err != nil || *size < 1 || *size > 65536 {
-		fmt.Fprintln(os.Stderr, "crr-serve: bad --listen or --size:", err)
+		fmt.Fprintf(os.Stderr, "%s: bad --listen or --size: %v\n", name, err)
 		return 2
 	}
 	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "crr-serve: socket:", err)
+		fmt.Fprintf(os.Stderr, "%s: socket: %v\n", name, err)
 		return 1
 	}
 	_ = unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err := unix.Bind(lfd, sa); err != nil {
-		fmt.Fprintf(os.Stderr, "crr-serve: bind %s: %v\n", *listen, err)
+		fmt.Fprintf(os.Stderr, "%s: bind %s: %v\n", name, *listen, err)
 		return 1
 	}
 	if err := unix.Listen(lfd, 1024); err != nil {
-		fmt.Fprintln(os.Stderr, "crr-serve: listen:", err)
+		fmt.Fprintf(os.Stderr, "%s: listen: %v\n", name, err)
 		return 1
 	}
 	// Accept blocks in the kernel; the timer ends the process.
@@ -69,10 +74,10 @@ func runCRRServe(args []string) int {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
 				continue
 			}
-			fmt.Fprintln(os.Stderr, "crr-serve: accept:", err)
+			fmt.Fprintf(os.Stderr, "%s: accept: %v\n", name, err)
 			return 1
 		}
-		serveOne(fd, buf)
+		serve(fd, buf)
 	}
 }
 
@@ -143,25 +148,7 @@ func runCRR(args []string) int {
 }
 
 // oneRequest is one connection: connect, request, response, close.
-func oneRequest(sa *unix.SockaddrInet4, buf []byte) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 1})
-	if err := connectFD(fd, sa); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	if err := writeFull(fd, buf); err != nil {
-		return fmt.Errorf("send request: %w", err)
-	}
-	if err := readFull(fd, buf); err != nil {
-		return fmt.Errorf("read response: %w", err)
-	}
-	return nil
-}
+func oneRequest(sa *unix.SockaddrInet4, buf []byte) error { return pubRequest(sa, buf, false) }
 
 func readFull(fd int, buf []byte) error {
 	for got := 0; got < len(buf); {

@@ -1465,48 +1465,7 @@ func pubRoundTrips(sa *unix.SockaddrInet4, size int, d time.Duration) (pubRRResu
 // runPubServe answers --size-byte requests, any number per connection, one
 // connection at a time, until --max has passed. At the client's FIN or
 // reset it resets the connection, so it never keeps TIME_WAIT itself.
-func runPubServe(args []string) int {
-	fs := flag.NewFlagSet("pub-serve", flag.ContinueOnError)
-	listen := fs.String("listen", "", "ip:port")
-	size := fs.Int("size", 64, "request and response bytes")
-	maxDur := fs.Duration("max", time.Minute, "exit after this long")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	sa, err := sockaddr(*listen)
-	if err != nil || *size < 1 || *size > 65536 {
-		fmt.Fprintln(os.Stderr, "pub-serve: bad --listen or --size:", err)
-		return 2
-	}
-	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pub-serve: socket:", err)
-		return 1
-	}
-	_ = unix.SetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(lfd, sa); err != nil {
-		fmt.Fprintf(os.Stderr, "pub-serve: bind %s: %v\n", *listen, err)
-		return 1
-	}
-	if err := unix.Listen(lfd, 1024); err != nil {
-		fmt.Fprintln(os.Stderr, "pub-serve: listen:", err)
-		return 1
-	}
-	time.AfterFunc(*maxDur, func() { os.Exit(0) })
-	fmt.Println(readyLine)
-	buf := make([]byte, *size)
-	for {
-		fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
-				continue
-			}
-			fmt.Fprintln(os.Stderr, "pub-serve: accept:", err)
-			return 1
-		}
-		serveRequests(fd, buf)
-	}
-}
+func runPubServe(args []string) int { return runServer("pub-serve", args, serveRequests) }
 
 // serveRequests answers requests on fd until the client ends, then resets.
 func serveRequests(fd int, buf []byte) {
