@@ -962,21 +962,7 @@ func pubCheckTargets(stats []PublishStat) []Target {
 	for _, s := range stats {
 		med[[2]string{s.Setup, s.Metric}] = s.Median
 	}
-	out := make([]Target, 0, len(pubTargets))
-	for _, t := range pubTargets {
-		a, okA := med[[2]string{t.Setup, t.Metric}]
-		b, okB := med[[2]string{t.Ref, t.Metric}]
-		if r := ratio(a, b); okA && okB && r != nil {
-			t.Ratio = r
-			ok := *r <= t.Bound
-			if t.AtLeast {
-				ok = *r >= t.Bound
-			}
-			t.Achieved = &ok
-		}
-		out = append(out, t)
-	}
-	return out
+	return evalTargets(pubTargets, med)
 }
 
 // writePublishTable renders the publish run.

@@ -388,19 +388,23 @@ func checkTargets(stats []Stat) []Target {
 	for _, s := range stats {
 		med[[2]string{s.Setup, s.Metric}] = s.Median
 	}
-	out := make([]Target, 0, len(targets))
-	for _, t := range targets {
+	return evalTargets(targets, med)
+}
+
+// evalTargets fills Ratio and Achieved of each of ts whose setup and
+// reference have a median in med (keyed by setup and metric).
+func evalTargets(ts []Target, med map[[2]string]float64) []Target {
+	out := make([]Target, 0, len(ts))
+	for _, t := range ts {
 		a, okA := med[[2]string{t.Setup, t.Metric}]
 		b, okB := med[[2]string{t.Ref, t.Metric}]
-		if okA && okB {
-			if r := ratio(a, b); r != nil {
-				t.Ratio = r
-				ok := *r <= t.Bound
-				if t.AtLeast {
-					ok = *r >= t.Bound
-				}
-				t.Achieved = &ok
+		if r := ratio(a, b); okA && okB && r != nil {
+			t.Ratio = r
+			ok := *r <= t.Bound
+			if t.AtLeast {
+				ok = *r >= t.Bound
 			}
+			t.Achieved = &ok
 		}
 		out = append(out, t)
 	}
